@@ -2,7 +2,13 @@
 Secrets: values that must never appear in logs, exceptions or repr()s.
 """
 
+import os
+import stat
+import tomllib
+
 import attr
+
+from kaazing_promo.errors import ConfigError
 
 
 @attr.s(frozen=True, repr=False, eq=True, hash=True)
@@ -24,3 +30,84 @@ class Secret:
         return "<redacted>"
 
     __str__ = __repr__
+
+
+class SecretStore:
+    """
+    Broker passwords by broker user name, from (in order of precedence) the
+    C{KAAZING_PROMO_SECRETS} environment variable (TOML text), C{[promotion]
+    secrets_file}, or inline C{[promotion.secrets]} (the demo's convenience).
+
+    A secrets file that others may read, or that anyone but its owner may
+    write, is refused: the broker passwords are what promotion protects.
+    """
+
+    ENVIRONMENT = "KAAZING_PROMO_SECRETS"
+
+    def __init__(self, path=None, inline=None, environ=None):
+        self.path = path
+        self._inline = inline
+        self._environ = os.environ if environ is None else environ
+        self._secrets = {}
+        self.source = None
+
+    def load(self):
+        """
+        (Re)read the secrets; on error the previous ones stay.
+
+        @raise ConfigError: the source is unusable; the message names it.
+        """
+        if self.ENVIRONMENT in self._environ:
+            source = f"${self.ENVIRONMENT}"
+            secrets = self._parse(self._environ[self.ENVIRONMENT], source)
+        elif self.path is not None:
+            source = self.path
+            secrets = self._parse(self._readFile(self.path), source)
+        elif self._inline is not None:
+            source = "inline [promotion.secrets]"
+            secrets = dict(self._inline)
+        else:
+            source, secrets = None, {}
+        self._secrets = {user: Secret(password) for user, password in secrets.items()}
+        self.source = source
+
+    def get(self, user):
+        """
+        @return: the L{Secret} for broker user C{user}, or L{None}.
+        """
+        return self._secrets.get(user)
+
+    def __contains__(self, user):
+        return user in self._secrets
+
+    def __repr__(self):
+        return f"<SecretStore source={self.source!r} users={sorted(self._secrets)!r}>"
+
+    @staticmethod
+    def _readFile(path):
+        try:
+            info = os.stat(path)
+        except OSError as e:
+            raise ConfigError(f"{path}: secrets file cannot be read ({e.strerror}); "
+                              "create it (broker_user = \"password\" lines) or fix [promotion] secrets_file")
+        if info.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+            raise ConfigError(
+                f"{path}: secrets file is readable by others or writable by more than its owner "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); run chmod 0640 or 0600 on it")
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: secrets file cannot be read ({e}); fix its permissions or encoding")
+
+    @staticmethod
+    def _parse(text, source):
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            # The decoder's message names a position, never the file's content.
+            raise ConfigError(f"{source}: secrets are not valid TOML ({e}); write broker_user = \"password\" lines")
+        bad = [user for user, value in data.items() if not isinstance(value, str)]
+        if bad:
+            raise ConfigError(f"{source}: secret for {bad[0]!r} is not a string; write broker_user = \"password\"")
+        return data

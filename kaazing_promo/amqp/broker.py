@@ -1,0 +1,172 @@
+"""
+The broker side: connecting to RabbitMQ through Twisted endpoint strings,
+and what the gateway remembers of the broker's Connection.Start.
+"""
+
+import socket
+
+from twisted.internet import defer, protocol
+from twisted.internet.endpoints import clientFromString
+from twisted.logger import Logger
+
+from kaazing_promo.amqp.codec import FRAME_METHOD, PROTOCOL_HEADER, decodeMethod
+from kaazing_promo.amqp.frames import FrameReader
+
+# What RabbitMQ 3.x announces, used for the gateway's own Start until the
+# broker has been asked: clients decide on features from these.
+DEFAULT_SERVER_PROPERTIES = {
+    "product": "kaazing-promo",
+    "capabilities": {
+        "publisher_confirms": True,
+        "exchange_exchange_bindings": True,
+        "basic.nack": True,
+        "consumer_cancel_notify": True,
+        "connection.blocked": True,
+        "consumer_priorities": True,
+        "authentication_failure_close": True,
+        "per_consumer_qos": True,
+        "direct_reply_to": True,
+    },
+}
+
+
+def setNoDelay(transport):
+    """
+    Turn Nagle off: AMQP is request/response heavy and every relay hop
+    would otherwise add a delayed-ACK wait.
+    """
+    getHandle = getattr(transport, "getHandle", None)
+    handle = getHandle() if getHandle is not None else None
+    if isinstance(handle, socket.socket) and handle.family in (socket.AF_INET, socket.AF_INET6):
+        handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class BrokerStartCache:
+    """
+    The server properties of the broker's last Connection.Start (refreshed
+    on every broker connection), which the AMQP listener's own Start carries.
+    """
+
+    def __init__(self):
+        self.serverProperties = DEFAULT_SERVER_PROPERTIES
+        self.fromBroker = False
+
+    def update(self, serverProperties):
+        self.serverProperties = serverProperties
+        self.fromBroker = True
+
+
+class BrokerProtocol(protocol.Protocol):
+    """
+    The gateway's connection to the broker for one client: bytes in and
+    out, nothing more.  The L{GatewaySession} does the thinking.
+    """
+
+    def __init__(self, session):
+        self.session = session
+
+    def connectionMade(self):
+        setNoDelay(self.transport)
+
+    def dataReceived(self, data):
+        self.session.brokerDataReceived(data)
+
+    def connectionLost(self, reason):
+        self.session.brokerConnectionLost()
+
+
+class _BrokerFactory(protocol.Factory):
+    def __init__(self, session):
+        self.session = session
+
+    def buildProtocol(self, addr):
+        return BrokerProtocol(self.session)
+
+
+class BrokerConnector:
+    """
+    Connects to the broker: the primary endpoint, then each fallback in turn.
+
+    @param endpoints: Twisted client endpoint strings.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, endpoints):
+        self._reactor = reactor
+        self.descriptions = list(endpoints)
+        self._endpoints = [clientFromString(reactor, description) for description in endpoints]
+
+    @defer.inlineCallbacks
+    def connect(self, session):
+        """
+        @return: a L{Deferred} firing with the connected L{BrokerProtocol}.
+        """
+        failure = None
+        for description, endpoint in zip(self.descriptions, self._endpoints):
+            try:
+                broker = yield endpoint.connect(_BrokerFactory(session))
+            except Exception as e:
+                failure = e
+                self.log.debug("broker {endpoint} unreachable: {error}", endpoint=description, error=e)
+                continue
+            return broker
+        raise failure
+
+    def probe(self, cache, timeout=5.0):
+        """
+        Connect, read the broker's Start into C{cache}, and hang up.
+
+        @return: a L{Deferred} firing with C{True} when the broker answered
+            with a Start within C{timeout}, else C{False}.
+        """
+        session = _ProbeSession(cache)
+        d = self.connect(session)
+        d.addCallback(session.connected)
+        d.addErrback(lambda _: False)
+        d.addTimeout(timeout, self._reactor, onTimeoutCancel=lambda *_: session.abort())
+        return d
+
+
+class _ProbeSession:
+    """
+    Just enough of a session to read one Connection.Start.
+    """
+
+    def __init__(self, cache):
+        self.cache = cache
+        self.broker = None
+        self.done = defer.Deferred()
+        self._reader = FrameReader()
+
+    def connected(self, broker):
+        self.broker = broker
+        broker.transport.write(PROTOCOL_HEADER)
+        return self.done
+
+    def brokerDataReceived(self, data):
+        try:
+            frames = self._reader.feed(data)
+        except Exception:
+            return self._end(False)
+        for frameType, channel, payload, raw in frames:
+            if frameType == FRAME_METHOD:
+                method = decodeMethod(payload)
+                if method.qualifiedName == "connection.start":
+                    self.cache.update(method.args["server_properties"])
+                    return self._end(True)
+        return None
+
+    def brokerConnectionLost(self):
+        self._end(False)
+
+    def abort(self):
+        if self.broker is not None:
+            self.broker.transport.abortConnection()
+        return False
+
+    def _end(self, result):
+        if not self.done.called:
+            self.done.callback(result)
+        if self.broker is not None:
+            self.broker.transport.loseConnection()

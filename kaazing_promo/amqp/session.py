@@ -1,0 +1,541 @@
+"""
+One client connection's life, in one place.
+
+    HEADER ─► (TCP: own Start sent) START ─► AUTHENTICATING ─► CONNECTING
+           └► (WebSocket: authenticated at the upgrade) CONNECTING
+    CONNECTING ─► BROKER_START ─► (WebSocket: Start relayed) START
+    START-OK rewritten ─► TUNE ─► TUNE_OK ─► OPEN (vhost pinned) ─► OPEN_OK
+    ─► PASSTHROUGH ─► CLOSING ─► CLOSED
+
+During the handshake every frame is decoded and checked against the state;
+anything out of turn closes the connection with the matching reply code.
+Once the broker's Open-Ok is through, bytes are pumped both ways and only
+connection-class methods the client sends on channel 0 are looked at
+(update-secret is refused; close and close-ok pass).
+
+The transports (L{kaazing_promo.transport}) feed this class bytes and give
+it an L{IClientLink}-like object to write to; the broker side is a
+L{kaazing_promo.amqp.broker.BrokerProtocol}.  Neither knows anything of AMQP.
+"""
+
+import enum
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from kaazing_promo.amqp import codec
+from kaazing_promo.amqp.codec import (
+    ACCESS_REFUSED, COMMAND_INVALID, CONNECTION_FORCED, FRAME_HEARTBEAT, FRAME_METHOD,
+    FRAME_MIN_SIZE, INTERNAL_ERROR, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, AMQPError,
+    decodeMethod, encodeMethod)
+from kaazing_promo.amqp.frames import VALID_HEADERS, ChannelZeroScanner, FrameReader
+from kaazing_promo.auth.gate import LoginDenied
+from kaazing_promo.errors import PromotionRefused
+from kaazing_promo.ops.audit import auditConnection
+from kaazing_promo.promotion import AMQPLAIN, PLAIN, chooseMechanism
+
+_CLOSE_OK_WAIT = 1.0
+_LOCALE = "en_US"
+# Connection methods a client may send once the connection is open.
+_CLIENT_OPEN_METHODS = {50: "close", 51: "close-ok"}
+_UPDATE_SECRET = 70
+
+
+class State(enum.Enum):
+    HEADER = "waiting for the protocol header"
+    START = "waiting for the client's Start-Ok"
+    AUTHENTICATING = "authenticating the client"
+    CONNECTING = "connecting to the broker"
+    BROKER_START = "waiting for the broker's Start"
+    TUNE = "waiting for the broker's Tune"
+    TUNE_OK = "waiting for the client's Tune-Ok"
+    OPEN = "waiting for the client's Open"
+    OPEN_OK = "waiting for the broker's Open-Ok"
+    PASSTHROUGH = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class GatewaySession:
+    """
+    The handshake state machine and byte pump for one client connection.
+
+    @param listener: the listener's L{kaazing_promo.config.Listener} settings.
+    @param promoter: the L{IIdentityPromoter}.
+    @param brokerConnector: a L{kaazing_promo.amqp.broker.BrokerConnector}.
+    @param clock: an L{IReactorTime}.
+    @param startCache: the L{kaazing_promo.amqp.broker.BrokerStartCache}
+        whose server properties the gateway's own Start carries.
+    @param avatar: the L{IGatewayUser} when the transport authenticated the
+        client already (WebSocket upgrade, or an C{auth = "none"} listener).
+    @param ownStart: C{True} (the AMQP listener) makes the gateway send its
+        own Start and take the client's credentials from its Start-Ok (X1)
+        before the broker is contacted; C{False} (WebSocket) relays the
+        broker's Start.
+    @param gate: the L{kaazing_promo.auth.gate.LoginGate} that checks Start-Ok
+        credentials; L{None} on an C{auth = "none"} listener.
+    @param source: the client's address, for the audit log.
+    """
+
+    log = Logger()
+
+    def __init__(self, listener, promoter, brokerConnector, clock, startCache,
+                 avatar=None, ownStart=False, gate=None, source="-", maxFrameSize=131072):
+        self.listener = listener
+        self.promoter = promoter
+        self.brokerConnector = brokerConnector
+        self.clock = clock
+        self.startCache = startCache
+        self.avatar = avatar
+        self.gate = gate
+        self.source = source
+        self.maxFrameSize = maxFrameSize
+        self.relayStart = not ownStart
+        self.state = State.HEADER
+        self.client = None
+        self.broker = None
+        self.brokerUser = None
+        self.vhost = None
+        self.outcome, self.reason = "closed", ""
+        self.bytesIn = self.bytesOut = 0
+        self._header = b""
+        self._clientReader = FrameReader(FRAME_MIN_SIZE)
+        self._brokerReader = FrameReader(FRAME_MIN_SIZE)
+        self._clientStartOk = None
+        self._mechanisms = []
+        self._queued = []
+        self._scanner = None
+        self._timers = []
+        self._started = None
+
+    # -- the client side ---------------------------------------------------
+
+    def clientConnected(self, client):
+        """
+        @param client: an object with C{write(bytes)}, C{close(failed)} and
+            C{producer}/C{consumer} (the transport, for backpressure).
+        """
+        self.client = client
+        self._started = self.clock.seconds()
+        self._timers.append(self.clock.callLater(self.listener.handshake_timeout, self._handshakeTimedOut))
+
+    def clientDataReceived(self, data):
+        if self.state is State.PASSTHROUGH:
+            self._pumpToBroker(data)
+        elif self.state is State.HEADER:
+            self._header += data
+            if len(self._header) >= len(PROTOCOL_HEADER):
+                header, rest = self._header[:8], self._header[8:]
+                self._header = b""
+                self._protocolHeader(header)
+                if rest and self.state is not State.CLOSED:
+                    self.clientDataReceived(rest)
+        elif self.state is State.OPEN_OK:
+            # A client that does not wait for Open-Ok: keep its frames for later.
+            self._queued.append(data)
+        elif self.state is not State.CLOSED:
+            try:
+                frames = self._clientReader.feed(data)
+            except AMQPError as e:
+                if self.state is State.CLOSING:
+                    return self._finish()
+                return self._fail(e.replyCode, e.text)
+            for index, frame in enumerate(frames):
+                if self.state in (State.CLOSED, State.CLOSING) and frame[0] == FRAME_METHOD:
+                    self._clientFrameWhileClosing(*frame)
+                elif self.state is State.OPEN_OK:
+                    self._queued.extend(raw for _, _, _, raw in frames[index:])
+                    self._queued.append(self._clientReader.takeRemainder())
+                    return
+                elif self.state is not State.CLOSED:
+                    self._clientFrame(*frame)
+
+    def clientConnectionLost(self):
+        """
+        The client went away: the broker connection goes too, at once.
+        """
+        if self.state is not State.CLOSED:
+            if self.state is not State.CLOSING:
+                self.outcome, self.reason = "closed", "client disconnected"
+            self._finish()
+
+    def _protocolHeader(self, header):
+        if header not in VALID_HEADERS:
+            self.log.info("{source}: not an AMQP 0-9-1 protocol header; answered with ours", source=self.source)
+            self.outcome, self.reason = "closed", "bad protocol header"
+            self.client.write(PROTOCOL_HEADER)
+            return self._finish()
+        if self.relayStart:
+            self._connectBroker()
+        else:
+            self.state = State.START
+            self.client.write(encodeMethod(
+                0, "connection.start", version_major=0, version_minor=9,
+                server_properties=self.startCache.serverProperties,
+                mechanisms=PLAIN + b" " + AMQPLAIN, locales=_LOCALE.encode("ascii")))
+
+    def _clientFrame(self, frameType, channel, payload, raw):
+        if frameType == FRAME_HEARTBEAT and channel == 0 and self.state in (State.OPEN, State.OPEN_OK):
+            return self.broker.transport.write(raw)
+        if frameType != FRAME_METHOD or channel != 0:
+            return self._fail(UNEXPECTED_FRAME, f"frame type {frameType} on channel {channel} "
+                                                f"while {self.state.value}")
+        try:
+            method = decodeMethod(payload)
+        except AMQPError as e:
+            return self._fail(e.replyCode, e.text)
+        if method.klass != "connection":
+            return self._fail(COMMAND_INVALID, f"{method.qualifiedName} before the connection is open",
+                              method)
+        handler = {
+            (State.START, "start-ok"): self._startOk,
+            (State.TUNE_OK, "tune-ok"): self._tuneOk,
+            (State.OPEN, "open"): self._open,
+        }.get((self.state, method.name))
+        if handler is not None:
+            return handler(method, raw)
+        if method.name == "close":
+            return self._clientClose(raw)
+        if method.name == "update-secret":
+            return self._fail(NOT_ALLOWED, "connection.update-secret is not allowed through this gateway", method)
+        return self._fail(COMMAND_INVALID, f"{method.qualifiedName} out of turn while {self.state.value}", method)
+
+    def _clientFrameWhileClosing(self, frameType, channel, payload, raw):
+        # After a Close, only Close-Ok (or a crossing Close) means anything.
+        try:
+            method = decodeMethod(payload)
+        except AMQPError:
+            return
+        if method.qualifiedName in ("connection.close-ok", "connection.close"):
+            if self.broker is not None and self._brokerClosedUs:
+                self.broker.transport.write(raw)
+            else:
+                self._finish()
+
+    def _startOk(self, method, raw):
+        mechanism = method.args["mechanism"].encode("utf-8")
+        if self.promoter.replaces_credentials and mechanism not in (PLAIN, AMQPLAIN):
+            return self._fail(COMMAND_INVALID, f"unsupported mechanism {method.args['mechanism']!r}", method)
+        self._clientStartOk = (method, raw)
+        if self.relayStart:
+            return self._sendStartOk()
+        if self.gate is None:
+            self.state = State.CONNECTING
+            return self._connectBroker()
+        try:
+            username, password = codec.decodeSASLResponse(mechanism, method.args["response"])
+        except AMQPError:
+            return self._loginFailed(LoginDenied("bad-credentials", "malformed SASL response"), mechanism)
+        self.state = State.AUTHENTICATING
+        d = defer.maybeDeferred(self.gate.login, username, password, self.source)
+        d.addCallbacks(self._loggedIn, self._loginFailed, errbackArgs=(mechanism,))
+        d.addErrback(self._internalError)
+
+    def _loggedIn(self, avatar):
+        if self.state is not State.AUTHENTICATING:
+            return
+        self.avatar = avatar
+        self._connectBroker()
+
+    def _loginFailed(self, failure, mechanism):
+        if self.state is State.CLOSED:
+            return
+        denial = failure.value if hasattr(failure, "value") else failure
+        if not isinstance(denial, LoginDenied):
+            return failure
+        self.outcome, self.reason = denial.outcome, denial.reason
+        text = f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism.decode()}"
+        if denial.outcome == "rate-limited":
+            text = f"ACCESS_REFUSED - too many failed logins; retry after {denial.retryAfter} s"
+        self._fail(ACCESS_REFUSED, text, log=False)
+
+    def _tuneOk(self, method, raw):
+        frameMax = method.args["frame_max"]
+        if frameMax == 0 or frameMax > self._frameMax:
+            return self._fail(
+                codec.SYNTAX_ERROR if frameMax == 0 else NOT_ALLOWED,
+                f"frame_max {frameMax} exceeds the negotiated {self._frameMax}", method)
+        if frameMax < FRAME_MIN_SIZE:
+            return self._fail(NOT_ALLOWED, f"frame_max {frameMax} is below frame-min-size", method)
+        self._frameMax = frameMax
+        self.state = State.OPEN
+        self.broker.transport.write(raw)
+
+    def _open(self, method, raw):
+        requested = method.args["virtual_host"]
+        try:
+            vhost = self.promoter.vhost(self.avatar, requested)
+        except PromotionRefused as e:
+            self.outcome, self.reason = "unauthorized", e.reason
+            return self._fail(e.replyCode, f"NOT_ALLOWED - access to vhost '{requested}' refused", method,
+                              log=False)
+        self.vhost = vhost
+        self.state = State.OPEN_OK
+        if vhost != requested:
+            raw = encodeMethod(0, "connection.open", **dict(method.args, virtual_host=vhost))
+        self.broker.transport.write(raw)
+
+    def _clientClose(self, raw):
+        self.outcome, self.reason = "closed", "client closed the connection"
+        if self.broker is not None and self.broker.transport is not None and self.state not in (
+                State.CONNECTING, State.BROKER_START):
+            self.state = State.CLOSING
+            self._brokerClosedUs = True
+            self.broker.transport.write(raw)
+        else:
+            self.client.write(encodeMethod(0, "connection.close-ok"))
+            self._finish()
+
+    # -- the broker side ---------------------------------------------------
+
+    _brokerClosedUs = False
+    _frameMax = 131072
+
+    def _connectBroker(self):
+        self.state = State.CONNECTING
+        d = self.brokerConnector.connect(self)
+        d.addCallbacks(self._brokerConnected, self._brokerUnreachable)
+        d.addErrback(self._internalError)
+
+    def _brokerConnected(self, broker):
+        if self.state is State.CLOSED:
+            broker.transport.loseConnection()
+            return
+        self.broker = broker
+        self.state = State.BROKER_START
+        broker.transport.write(PROTOCOL_HEADER)
+
+    def _brokerUnreachable(self, failure):
+        if self.state is State.CLOSED:
+            return
+        self.log.warn("{source}: broker unreachable: {error}", source=self.source,
+                      error=failure.getErrorMessage())
+        self.outcome, self.reason = "broker-refused", "broker unreachable"
+        if self.relayStart:
+            # The client has seen nothing of AMQP yet; the WebSocket close says it.
+            self.client.close(failed=True)
+            return self._finish()
+        self._fail(CONNECTION_FORCED, "CONNECTION_FORCED - broker unavailable", log=False)
+
+    def brokerDataReceived(self, data):
+        if self.state is State.PASSTHROUGH or (self.state is State.CLOSING and self._scanner is not None):
+            self.bytesOut += len(data)
+            self.client.write(data)
+            return
+        try:
+            frames = self._brokerReader.feed(data)
+        except AMQPError as e:
+            return self._brokerBroke(f"broker sent a bad frame: {e.text}")
+        for frameType, channel, payload, raw in frames:
+            if self.state is State.CLOSED:
+                return
+            if frameType != FRAME_METHOD or channel != 0:
+                if self.state is State.CLOSING:
+                    continue
+                return self._brokerBroke(f"broker sent frame type {frameType} while {self.state.value}")
+            try:
+                method = decodeMethod(payload)
+            except AMQPError as e:
+                return self._brokerBroke(f"broker sent a bad method: {e.text}")
+            self._brokerMethod(method, raw)
+            if self.state is State.PASSTHROUGH:
+                rest = self._brokerReader.takeRemainder()
+                if rest:
+                    self.bytesOut += len(rest)
+                    self.client.write(rest)
+                return
+
+    def _brokerMethod(self, method, raw):
+        name = method.name
+        if name == "close":
+            if self.state is State.TUNE:
+                self.outcome, self.reason = "broker-refused", method.args["reply_text"]
+            elif self.state is not State.CLOSING:
+                self.outcome, self.reason = "closed", f"broker closed: {method.args['reply_text']}"
+            self._brokerClosedUs = True
+            self.state = State.CLOSING
+            self.client.write(raw)
+        elif name == "close-ok" and self.state is State.CLOSING:
+            self.client.write(raw)
+            self._finish()
+        elif self.state is State.BROKER_START and name == "start":
+            self._brokerStart(method, raw)
+        elif self.state is State.TUNE and name == "tune":
+            self._brokerTune(method)
+        elif self.state is State.OPEN_OK and name == "open-ok":
+            self.client.write(raw)
+            self._enterPassthrough()
+        elif name in ("blocked", "unblocked") and self.state is not State.CLOSING:
+            self.client.write(raw)
+        elif self.state is not State.CLOSING:
+            self._brokerBroke(f"broker sent {method.qualifiedName} while {self.state.value}")
+
+    def _brokerStart(self, method, raw):
+        self._mechanisms = method.args["mechanisms"].split()
+        self.startCache.update(method.args["server_properties"])
+        if self.relayStart:
+            self.state = State.START
+            self.client.write(raw)
+        else:
+            self._sendStartOk()
+
+    def _sendStartOk(self):
+        clientMethod, raw = self._clientStartOk
+        self._clientStartOk = None
+        if self.promoter.replaces_credentials:
+            try:
+                identity = self.promoter.credentials(self.avatar, self._mechanisms)
+                mechanism = chooseMechanism(self._mechanisms)
+            except PromotionRefused as e:
+                self.outcome, self.reason = "unauthorized", e.reason
+                return self._fail(e.replyCode, "ACCESS_REFUSED - identity promotion refused", log=False)
+            self.brokerUser = identity.username
+            encode = codec.encodePlainResponse if mechanism == PLAIN else codec.encodeAMQPlainResponse
+            raw = encodeMethod(
+                0, "connection.start-ok", client_properties=clientMethod.args["client_properties"],
+                mechanism=mechanism.decode("ascii"),
+                response=encode(identity.username, identity.password.reveal()), locale=_LOCALE)
+        self.state = State.TUNE
+        self.broker.transport.write(raw)
+
+    def _brokerTune(self, method):
+        brokerMax = method.args["frame_max"] or self.maxFrameSize
+        self._frameMax = min(brokerMax, self.maxFrameSize)
+        self.state = State.TUNE_OK
+        self.client.write(encodeMethod(
+            0, "connection.tune", channel_max=method.args["channel_max"], frame_max=self._frameMax,
+            heartbeat=method.args["heartbeat"]))
+
+    def brokerConnectionLost(self):
+        if self.state is State.CLOSED:
+            return
+        if self.state is State.TUNE:
+            # RabbitMQ drops a refused login without a Close unless the client
+            # advertised authentication_failure_close: say it for the broker.
+            self.outcome, self.reason = "broker-refused", "broker refused the promoted login"
+            self.broker = None
+            return self._fail(ACCESS_REFUSED, "ACCESS_REFUSED - Login was refused by the broker", log=False)
+        if self.state not in (State.PASSTHROUGH, State.CLOSING):
+            self.outcome, self.reason = "broker-refused", f"broker closed the connection while {self.state.value}"
+        elif self.state is State.PASSTHROUGH:
+            self.outcome, self.reason = "closed", "broker closed the connection"
+        self.broker = None
+        if self.relayStart and self.state in (State.CONNECTING, State.BROKER_START):
+            self.client.close(failed=True)
+        self._finish()
+
+    def _brokerBroke(self, reason):
+        self.log.warn("{source}: {reason}", source=self.source, reason=reason)
+        self.outcome, self.reason = "closed", reason
+        self._fail(INTERNAL_ERROR, "INTERNAL_ERROR - the broker broke the protocol", log=False)
+
+    # -- passthrough -------------------------------------------------------
+
+    def _enterPassthrough(self):
+        self.state = State.PASSTHROUGH
+        self.outcome, self.reason = "ok", ""
+        self._cancelTimers()
+        self._scanner = ChannelZeroScanner(self._frameMax)
+        brokerTransport = self.broker.transport
+        clientTransport = self.client.transport
+        # Each side's write buffer holds at most max_pending_bytes before the
+        # other side stops being read: a slow peer cannot grow our memory.
+        for transport in (brokerTransport, clientTransport):
+            if hasattr(transport, "bufferSize"):
+                transport.bufferSize = self.listener.max_pending_bytes
+        clientTransport.registerProducer(brokerTransport, True)
+        brokerTransport.registerProducer(clientTransport, True)
+        queued, self._queued = self._queued, []
+        for data in queued:
+            if self.state is State.PASSTHROUGH:
+                self._pumpToBroker(data)
+
+    def _pumpToBroker(self, data):
+        scanner = self._scanner
+        write = self.broker.transport.write
+        while data:
+            try:
+                passOn, frame, data = scanner.scan(data)
+            except AMQPError as e:
+                return self._fail(e.replyCode, e.text)
+            if passOn:
+                self.bytesIn += len(passOn)
+                write(passOn)
+            if frame is None:
+                return
+            channel, payload, raw = frame
+            methodId = int.from_bytes(payload[2:4], "big")
+            if methodId == _UPDATE_SECRET:
+                return self._fail(NOT_ALLOWED, "NOT_ALLOWED - connection.update-secret is not allowed "
+                                               "through this gateway", classMethod=(10, 70))
+            if methodId not in _CLIENT_OPEN_METHODS:
+                return self._fail(COMMAND_INVALID, f"COMMAND_INVALID - connection method {methodId} "
+                                                   "on an open connection", classMethod=(10, methodId))
+            if methodId == 50:
+                self.outcome, self.reason = "closed", "client closed the connection"
+                self.state = State.CLOSING
+            self.bytesIn += len(raw)
+            write(raw)
+
+    # -- endings -----------------------------------------------------------
+
+    def _fail(self, replyCode, text, method=None, log=True, classMethod=(0, 0)):
+        """
+        Close the client with an AMQP Close the gateway sends itself; the
+        broker connection (if any) goes at once.
+        """
+        if self.state is State.CLOSED:
+            return
+        if log:
+            self.log.info("{source}: closing with {code}: {text}", source=self.source, code=replyCode, text=text)
+            if self.outcome in ("ok", "closed") and self.reason in ("",):
+                self.outcome, self.reason = "closed", text
+            elif self.outcome == "closed":
+                self.reason = text
+        if method is not None:
+            classMethod = (method.classId, method.methodId)
+        if self.broker is not None and self.broker.transport is not None:
+            self.broker.transport.loseConnection()
+            self.broker = None
+        if self.state is State.HEADER:
+            return self._finish()
+        self.state = State.CLOSING
+        self._brokerClosedUs = False
+        self._scanner = None
+        self.client.write(encodeMethod(
+            0, "connection.close", reply_code=replyCode, reply_text=text[:255],
+            class_id=classMethod[0], method_id=classMethod[1]))
+        self._timers.append(self.clock.callLater(_CLOSE_OK_WAIT, self._finish))
+
+    def _handshakeTimedOut(self):
+        if self.state not in (State.PASSTHROUGH, State.CLOSING, State.CLOSED):
+            self.log.info("{source}: handshake not finished within {timeout} s ({state})",
+                          source=self.source, timeout=self.listener.handshake_timeout,
+                          state=self.state.value)
+            self.outcome, self.reason = "closed", "handshake timeout"
+            self._finish()
+
+    def _internalError(self, failure):
+        self.log.failure("{source}: internal error", failure, source=self.source)
+        self.outcome, self.reason = "closed", "internal error"
+        self._finish()
+
+    def _cancelTimers(self):
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
+
+    def _finish(self):
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self._cancelTimers()
+        if self.broker is not None and self.broker.transport is not None:
+            self.broker.transport.loseConnection()
+        self.broker = None
+        self.client.close(failed=False)
+        auditConnection(
+            self.listener.name, self.source, self.outcome, self.reason,
+            getattr(self.avatar, "user", None), self.brokerUser, self.vhost,
+            self.clock.seconds() - (self._started or self.clock.seconds()), self.bytesIn, self.bytesOut)

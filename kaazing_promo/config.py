@@ -1,0 +1,370 @@
+"""
+The configuration file: TOML parsed once, at start-up, into frozen objects.
+
+Every error is a L{ConfigError} whose message is one line naming the file,
+the key and what to do.  Unknown keys are errors: a typo must not pass
+silently.  Relative paths resolve against the configuration file's
+directory (the instance directory).
+"""
+
+import os
+import tomllib
+from importlib import resources
+
+import attr
+
+from kaazing_promo.errors import ConfigError
+
+USER_AUTH_MODES = ("off", "internal", "delegated")
+PROTOCOLS = ("websocket", "amqp")
+LISTENER_AUTH = ("required", "none")
+PROMOTION_MODES = ("passthrough", "identity", "mapping", "consolidated", "token")
+ANONYMOUS_MODES = ("passthrough", "consolidated")
+ON_EXPIRY = ("revalidate", "close", "ignore")
+DEFAULT_BROKER = "tcp:host=127.0.0.1:port=5672"
+
+
+def defaultConfigPath():
+    """
+    @return: the path of the packaged default configuration (identical to
+        C{etc/gateway.toml}).
+    """
+    return str(resources.files("kaazing_promo") / "data" / "gateway.toml")
+
+
+@attr.s(frozen=True)
+class Listener:
+    name = attr.ib()
+    protocol = attr.ib()
+    endpoint = attr.ib()
+    path = attr.ib(default="/amqp")
+    auth = attr.ib(default="required")
+    require_groups = attr.ib(default=())
+    allowed_origins = attr.ib(default=None)
+    webroot = attr.ib(default=None)
+    handshake_timeout = attr.ib(default=10.0)
+    max_failed_logins = attr.ib(default=10)
+    max_pending_bytes = attr.ib(default=1048576)
+    max_ws_message = attr.ib(default=1048576)
+    max_connections = attr.ib(default=0)
+    max_connections_per_source = attr.ib(default=0)
+    ping_interval = attr.ib(default=30.0)
+    max_frame_size = attr.ib(default=131072)
+
+
+@attr.s(frozen=True)
+class Broker:
+    endpoint = attr.ib(default=DEFAULT_BROKER)
+    fallback_endpoints = attr.ib(default=())
+
+
+@attr.s(frozen=True)
+class Internal:
+    users_cnf = attr.ib(default=None)
+    overlay = attr.ib(default=None)
+    verify_cache_ttl = attr.ib(default=300.0)
+
+
+@attr.s(frozen=True)
+class Delegated:
+    url = attr.ib(default=None)
+    domain = attr.ib(default="")
+    ca_file = attr.ib(default=None)
+    timeout = attr.ib(default=5.0)
+    max_concurrent = attr.ib(default=64)
+    cache_size = attr.ib(default=10000)
+    on_expiry = attr.ib(default="revalidate")
+
+
+@attr.s(frozen=True)
+class Promotion:
+    mode = attr.ib(default="consolidated")
+    secrets_file = attr.ib(default=None)
+    user = attr.ib(default=None)
+    vhost = attr.ib(default=None)
+    map = attr.ib(default=attr.Factory(dict), hash=False)
+    # Inline secrets are the demo's convenience; repr never shows them.
+    inline_secrets = attr.ib(default=None, repr=lambda value: "<redacted>" if value else "None")
+    token_ttl = attr.ib(default=10.0)
+
+
+@attr.s(frozen=True)
+class Admin:
+    endpoint = attr.ib(default=None)
+
+
+@attr.s(frozen=True)
+class Config:
+    path = attr.ib()
+    user_auth = attr.ib(default="off")
+    apigw_dir = attr.ib(default=None)
+    workers = attr.ib(default=1)
+    drain_timeout = attr.ib(default=5.0)
+    broker = attr.ib(default=attr.Factory(Broker))
+    listeners = attr.ib(default=())
+    internal = attr.ib(default=attr.Factory(Internal))
+    delegated = attr.ib(default=attr.Factory(Delegated))
+    promotion = attr.ib(default=attr.Factory(Promotion))
+    admin = attr.ib(default=attr.Factory(Admin))
+
+    @property
+    def instanceDir(self):
+        """
+        The directory relative paths resolve against.
+        """
+        return os.path.dirname(os.path.abspath(self.path))
+
+    @property
+    def groupsRequired(self):
+        """
+        Whether any listener authorizes on groups (U7: delegated requests
+        then send C{includeGroups: true}).
+        """
+        return any(listener.require_groups for listener in self.listeners)
+
+
+class _Section:
+    """
+    Reads one table of the file, remembering which keys were used so that
+    the rest can be reported as unknown.
+    """
+
+    def __init__(self, path, where, table):
+        self.path = path
+        self.where = where
+        if not isinstance(table, dict):
+            raise self.error(f"must be a table, not {type(table).__name__}")
+        self.table = table
+        self.used = set()
+
+    def error(self, message, key=None):
+        where = self.where + (f" key '{key}'" if key else "")
+        return ConfigError(f"{self.path}: {where.strip()}: {message}")
+
+    def get(self, key, kind, default=None, choices=None, check=None, hint=""):
+        self.used.add(key)
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(f"must be {_kindName(kind)}, not {value!r}", key)
+        if choices is not None and value not in choices:
+            raise self.error(
+                f"must be one of {', '.join(map(repr, choices))}, not {value!r}", key)
+        if check is not None and not check(value):
+            raise self.error(f"{value!r} is not allowed{hint}", key)
+        return value
+
+    def strings(self, key, default=()):
+        values = self.get(key, list, default=None)
+        if values is None:
+            return default
+        if not all(isinstance(value, str) for value in values):
+            raise self.error("must be a list of strings", key)
+        return tuple(values)
+
+    def path_(self, key, default=None):
+        value = self.get(key, str, default=None)
+        if value is None or value == "":
+            return default
+        return os.path.join(os.path.dirname(os.path.abspath(self.path)), os.path.expanduser(value))
+
+    def sub(self, key):
+        self.used.add(key)
+        return self.table.get(key, {})
+
+    def finish(self):
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            known = ", ".join(sorted(self.used))
+            raise self.error(
+                f"unknown key {unknown[0]!r} (known keys: {known}); fix the spelling or remove it")
+
+
+def _kindName(kind):
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list", dict: "a table"}[kind]
+
+
+def _positive(value):
+    return value > 0
+
+
+def _nonNegative(value):
+    return value >= 0
+
+
+def loadConfig(path, apigwDir=None):
+    """
+    Read and validate a configuration file.
+
+    @param path: the TOML file.
+    @param apigwDir: C{--apigw-dir} from the command line; wins over the
+        file's C{apigw_dir} (U4).
+    @return: a L{Config}.
+    @raise ConfigError: the file is unusable; the message says why and how to fix it.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found; pass --config with an existing file")
+    except PermissionError:
+        raise ConfigError(f"{path}: configuration file is not readable by this user; fix its permissions")
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}); fix the syntax")
+    return parseConfig(data, path, apigwDir)
+
+
+def parseConfig(data, path, apigwDir=None):
+    """
+    Validate an already parsed TOML document; see L{loadConfig}.
+    """
+    top = _Section(path, "", data)
+    userAuth = top.get("user_auth", str, "off", USER_AUTH_MODES)
+    fileApigw = top.path_("apigw_dir")
+    workers = top.get("workers", int, 1, check=_positive, hint="; use 1 or more")
+    drain = top.get("drain_timeout", float, 5.0, check=_nonNegative)
+
+    broker = _Section(path, "[broker]", top.sub("broker"))
+    brokerConfig = Broker(
+        endpoint=broker.get("endpoint", str, DEFAULT_BROKER),
+        fallback_endpoints=broker.strings("fallback_endpoints"))
+    broker.finish()
+
+    top.used.add("listeners")
+    rawListeners = data.get("listeners", [])
+    if not isinstance(rawListeners, list) or not rawListeners:
+        raise top.error("needs at least one [[listeners]] table", "listeners")
+    listeners = [_listener(path, index, raw) for index, raw in enumerate(rawListeners)]
+    names = [listener.name for listener in listeners]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{path}: [[listeners]] name {name!r} is used twice; give each listener its own name")
+    for listener in listeners:
+        if listener.auth == "required" and userAuth == "off":
+            raise ConfigError(
+                f"{path}: [[listeners]] {listener.name!r} has auth = \"required\" but user_auth is \"off\" "
+                "(U1); set user_auth = \"internal\" or \"delegated\", or auth = \"none\"")
+
+    internal = _Section(path, "[internal]", top.sub("internal"))
+    internalConfig = Internal(
+        users_cnf=internal.path_("users_cnf"),
+        overlay=internal.path_("overlay"),
+        verify_cache_ttl=internal.get("verify_cache_ttl", float, 300.0, check=_nonNegative))
+    internal.finish()
+
+    delegated = _Section(path, "[delegated]", top.sub("delegated"))
+    delegatedConfig = Delegated(
+        url=delegated.get("url", str),
+        domain=delegated.get("domain", str, ""),
+        ca_file=delegated.path_("ca_file"),
+        timeout=delegated.get("timeout", float, 5.0, check=_positive),
+        max_concurrent=delegated.get("max_concurrent", int, 64, check=_positive),
+        cache_size=delegated.get("cache_size", int, 10000, check=_nonNegative),
+        on_expiry=delegated.get("on_expiry", str, "revalidate", ON_EXPIRY))
+    delegated.finish()
+    if userAuth == "delegated":
+        if not delegatedConfig.url:
+            raise delegated.error("is required with user_auth = \"delegated\"; set the API Gateway's https:// URL", "url")
+        if not delegatedConfig.url.lower().startswith("https://"):
+            raise delegated.error(
+                f"{delegatedConfig.url!r} is not https:// (U8); delegated authentication "
+                "sends passwords and is allowed only over HTTPS", "url")
+
+    promotionConfig = _promotion(path, top.sub("promotion"), listeners)
+
+    admin = _Section(path, "[admin]", top.sub("admin"))
+    adminConfig = Admin(endpoint=admin.get("endpoint", str))
+    admin.finish()
+
+    top.finish()
+    return Config(
+        path=path, user_auth=userAuth, apigw_dir=apigwDir or fileApigw, workers=workers,
+        drain_timeout=drain, broker=brokerConfig, listeners=tuple(listeners),
+        internal=internalConfig, delegated=delegatedConfig, promotion=promotionConfig,
+        admin=adminConfig)
+
+
+def _listener(path, index, raw):
+    where = f"[[listeners]] #{index + 1}"
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+        where = f"[[listeners]] {raw['name']!r}"
+    section = _Section(path, where, raw)
+    name = section.get("name", str)
+    if not name:
+        raise section.error("is required; name each listener", "name")
+    protocol = section.get("protocol", str, None, PROTOCOLS)
+    if protocol is None:
+        raise section.error("is required (\"websocket\" or \"amqp\")", "protocol")
+    endpoint = section.get("endpoint", str)
+    if not endpoint:
+        raise section.error("is required (a Twisted endpoint string, e.g. \"tcp:port=8080:interface=127.0.0.1\")",
+                            "endpoint")
+    wsOnly = {}
+    if protocol == "websocket":
+        listenPath = section.get("path", str, "/amqp",
+                                 check=lambda p: p.startswith("/") and "?" not in p,
+                                 hint="; use an absolute path such as \"/amqp\"")
+        webroot = section.path_("webroot")
+        if webroot is not None and listenPath.rstrip("/") == "":
+            raise section.error("cannot be \"/\" when webroot is set; use e.g. \"/amqp\"", "path")
+        origins = section.get("allowed_origins", list)
+        if origins is not None:
+            origins = section.strings("allowed_origins")
+        wsOnly = dict(
+            path=listenPath.rstrip("/") or "/", webroot=webroot, allowed_origins=origins,
+            max_ws_message=section.get("max_ws_message", int, 1048576, check=_positive))
+    listener = Listener(
+        name=name, protocol=protocol, endpoint=endpoint,
+        auth=section.get("auth", str, "required", LISTENER_AUTH),
+        require_groups=section.strings("require_groups"),
+        handshake_timeout=section.get("handshake_timeout", float, 10.0, check=_positive),
+        max_failed_logins=section.get("max_failed_logins", int, 10, check=_nonNegative),
+        max_pending_bytes=section.get("max_pending_bytes", int, 1048576, check=lambda v: v >= 4096,
+                                      hint="; use at least 4096"),
+        max_connections=section.get("max_connections", int, 0, check=_nonNegative),
+        max_connections_per_source=section.get("max_connections_per_source", int, 0, check=_nonNegative),
+        ping_interval=section.get("ping_interval", float, 30.0, check=_nonNegative),
+        max_frame_size=section.get("max_frame_size", int, 131072, check=lambda v: v >= 4096,
+                                   hint="; use at least 4096 (AMQP's frame-min-size)"),
+        **wsOnly)
+    section.finish()
+    return listener
+
+
+def _promotion(path, raw, listeners):
+    section = _Section(path, "[promotion]", raw)
+    mode = section.get("mode", str, "consolidated", PROMOTION_MODES)
+    mapping = section.sub("map")
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) and v for v in mapping.values()):
+        raise section.error("must map gateway user names to broker user names (strings)", "map")
+    inline = section.sub("secrets") or None
+    if inline is not None and not (isinstance(inline, dict) and all(isinstance(v, str) for v in inline.values())):
+        raise section.error("must map broker user names to passwords (strings)", "secrets")
+    promotion = Promotion(
+        mode=mode,
+        secrets_file=section.path_("secrets_file"),
+        user=section.get("user", str),
+        vhost=section.get("vhost", str),
+        map=dict(mapping),
+        inline_secrets=inline,
+        token_ttl=section.get("token_ttl", float, 10.0, check=_positive))
+    section.finish()
+    if mode == "consolidated" and not promotion.user:
+        raise section.error("is required in consolidated mode; name the one broker account", "user")
+    if mode == "mapping" and not promotion.map:
+        raise section.error("is empty in mapping mode; add \"gateway.user\" = \"broker_user\" lines", "map")
+    for listener in listeners:
+        if listener.auth == "none" and mode not in ANONYMOUS_MODES:
+            raise ConfigError(
+                f"{path}: [[listeners]] {listener.name!r} has auth = \"none\", which only the passthrough "
+                f"and consolidated promotion modes allow, not {mode!r}; set auth = \"required\"")
+        if mode == "passthrough" and listener.auth != "none":
+            raise ConfigError(
+                f"{path}: [promotion] mode = \"passthrough\" relays the client's own credentials and is "
+                f"allowed only on auth = \"none\" listeners; [[listeners]] {listener.name!r} has "
+                "auth = \"required\"")
+    return promotion

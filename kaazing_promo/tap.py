@@ -1,0 +1,163 @@
+"""
+The twistd plugin: C{twistd -n kaazing-promo [--config FILE] [--apigw-dir DIR]}.
+"""
+
+import resource as rlimit
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.cred.portal import Portal
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from kaazing_promo.amqp.broker import BrokerConnector, BrokerStartCache
+from kaazing_promo.auth.avatar import GatewayRealm
+from kaazing_promo.auth.gate import LoginGate
+from kaazing_promo.config import defaultConfigPath, loadConfig
+from kaazing_promo.errors import ConfigError
+from kaazing_promo.promotion import makePromoter
+from kaazing_promo.secrets import SecretStore
+from kaazing_promo.transport.context import ListenerContext
+from kaazing_promo.transport.tcp import AMQPListenerFactory
+from kaazing_promo.transport.websocket import buildSite
+
+log = Logger(namespace="kaazing_promo")
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE] [--apigw-dir DIR]"
+    longdesc = (
+        "Run the kaazing-promo gateway: WebSocket and AMQP 0-9-1 listeners that "
+        "authenticate the person (user_auth internal or delegated) and promote that "
+        "identity into the AMQP handshake before any byte reaches RabbitMQ. "
+        "Without --config the packaged default runs: WebSocket on 127.0.0.1:8080/amqp, "
+        "AMQP on 127.0.0.1:5673, the sample users.cnf, consolidated to the local "
+        "broker's guest account.")
+    optParameters = [
+        ["config", "c", None,
+         "The TOML configuration file (default: the packaged default, identical to etc/gateway.toml)."],
+        ["apigw-dir", None, None,
+         "The API Gateway installation directory; users.cnf is looked up under it after "
+         "<config dir>/config/users.cnf (wins over apigw_dir in the file)."],
+    ]
+
+    def postOptions(self):
+        if self["config"] is None:
+            self["config"] = defaultConfigPath()
+
+
+def buildPortal(config, reactor):
+    """
+    @return: the L{Portal} for C{config.user_auth}, or L{None} when it is "off".
+    @raise ConfigError: the realm cannot be set up.
+    """
+    if config.user_auth == "off":
+        return None
+    if config.user_auth == "internal":
+        from kaazing_promo.auth.internal import InternalChecker, locateUsersCnf
+        path = locateUsersCnf(config.instanceDir, config.apigw_dir, config.internal.users_cnf)
+        checker = InternalChecker(path, overlay=config.internal.overlay,
+                                  verifyCacheTTL=config.internal.verify_cache_ttl, reactor=reactor)
+        checker.load()
+    else:
+        from kaazing_promo.auth.delegated import DelegatedChecker, makeHTTPClient
+        delegated = config.delegated
+        checker = DelegatedChecker(
+            url=delegated.url, domain=delegated.domain, includeGroups=config.groupsRequired,
+            timeout=delegated.timeout, httpClient=makeHTTPClient(reactor, caFile=delegated.ca_file),
+            clock=reactor, maxConcurrent=delegated.max_concurrent, cacheSize=delegated.cache_size)
+    portal = Portal(GatewayRealm(), [checker])
+    portal.checker = checker
+    return portal
+
+
+def raiseOpenFilesLimit():
+    """
+    Raise the soft open-files limit to the hard one: each client holds two
+    descriptors (its own and the broker's).
+
+    @return: the number of clients the limit allows.
+    """
+    soft, hard = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)
+    if hard != rlimit.RLIM_INFINITY and soft < hard:
+        try:
+            rlimit.setrlimit(rlimit.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return (soft - 64) // 2
+
+
+class GatewayService(service.MultiService):
+    """
+    The whole gateway: one child service per listener.
+    """
+
+    def __init__(self, config, reactor):
+        service.MultiService.__init__(self)
+        self.config = config
+        self.reactor = reactor
+        self.secrets = SecretStore(config.promotion.secrets_file, config.promotion.inline_secrets)
+        self.secrets.load()
+        self.promoter = makePromoter(config.promotion, self.secrets)
+        self.portal = buildPortal(config, reactor)
+        self.brokerConnector = BrokerConnector(
+            reactor, (config.broker.endpoint,) + tuple(config.broker.fallback_endpoints))
+        self.startCache = BrokerStartCache()
+        self.contexts = {}
+        for listener in config.listeners:
+            gate = None
+            if listener.auth == "required":
+                gate = LoginGate(self.portal, listener, self.promoter, reactor)
+            context = ListenerContext(listener, self.promoter, self.brokerConnector, self.startCache,
+                                      reactor, gate)
+            self.contexts[listener.name] = context
+            if listener.protocol == "websocket":
+                factory = buildSite(context)
+            else:
+                factory = AMQPListenerFactory(context)
+            try:
+                endpoint = serverFromString(reactor, listener.endpoint)
+            except (ValueError, TypeError, KeyError) as e:
+                raise ConfigError(f"{config.path}: [[listeners]] {listener.name!r} key 'endpoint': "
+                                  f"{listener.endpoint!r} is not a usable endpoint string ({e})")
+            listenerService = StreamServerEndpointService(endpoint, factory)
+            listenerService.setName(listener.name)
+            # A port that cannot be bound stops start-up instead of being logged.
+            listenerService._raiseSynchronously = True
+            listenerService.setServiceParent(self)
+
+    def startService(self):
+        clients = raiseOpenFilesLimit()
+        if self.secrets.source and self.secrets.source.startswith("inline"):
+            log.warn("broker secrets are inline in {path}; use secrets_file in production", path=self.config.path)
+        for listener in self.config.listeners:
+            log.info("listener {name}: {protocol} on {endpoint}, auth {auth}, promotion {mode}{anonymous}",
+                     name=listener.name, protocol=listener.protocol, endpoint=listener.endpoint,
+                     auth=listener.auth, mode=self.config.promotion.mode,
+                     anonymous=(" (anonymous clients get the consolidated identity)"
+                                if listener.auth == "none" and self.config.promotion.mode == "consolidated"
+                                else ""))
+        log.info("open-files limit allows about {clients} clients", clients=clients)
+        service.MultiService.startService(self)
+        self.brokerConnector.probe(self.startCache).addCallback(self._probed)
+
+    def _probed(self, answered):
+        if answered:
+            log.info("broker {endpoint} answered", endpoint=self.brokerConnector.descriptions[0])
+        else:
+            log.warn("broker {endpoints} did not answer; clients will be refused until it does",
+                     endpoints=", ".join(self.brokerConnector.descriptions))
+
+
+def makeService(options):
+    """
+    @return: the L{GatewayService}; a configuration error exits with one line.
+    """
+    from twisted.internet import reactor
+    try:
+        config = loadConfig(options["config"], options["apigw-dir"])
+        return GatewayService(config, reactor)
+    except ConfigError as e:
+        raise SystemExit(f"kaazing-promo: {e}")

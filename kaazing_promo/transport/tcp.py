@@ -1,0 +1,53 @@
+"""
+The AMQP listener: AMQP 0-9-1 clients over TCP or TLS, authenticated by
+their own SASL PLAIN/AMQPLAIN credentials (X1), then promoted.
+"""
+
+import socket
+
+from twisted.internet import protocol
+
+from kaazing_promo.amqp.broker import setNoDelay
+from kaazing_promo.transport.address import describePeer
+
+
+class AMQPListenerProtocol(protocol.Protocol):
+    """
+    One AMQP client.  The gateway answers its protocol header with its own
+    Connection.Start; the broker is contacted only after the login succeeded.
+    """
+
+    session = None
+
+    def connectionMade(self):
+        setNoDelay(self.transport)
+        handle = getattr(self.transport, "getHandle", lambda: None)()
+        if isinstance(handle, socket.socket):
+            # Dead peers go (the listener's ping_interval has its WebSocket twin).
+            handle.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        context = self.factory.context
+        self.session = context.makeSession(
+            source=describePeer(self.transport.getPeer()), ownStart=True,
+            avatar=None if context.gate else context.anonymous, gate=context.gate)
+        self.session.clientConnected(self)
+
+    def dataReceived(self, data):
+        self.session.clientDataReceived(data)
+
+    def connectionLost(self, reason):
+        if self.session is not None:
+            self.session.clientConnectionLost()
+
+    # The session's view of its client.
+    def write(self, data):
+        self.transport.write(data)
+
+    def close(self, failed):
+        self.transport.loseConnection()
+
+
+class AMQPListenerFactory(protocol.Factory):
+    protocol = AMQPListenerProtocol
+
+    def __init__(self, context):
+        self.context = context

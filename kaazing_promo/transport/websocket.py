@@ -1,0 +1,410 @@
+"""
+The WebSocket listener: Autobahn mounted in a twisted.web site.
+
+The person authenticates on the HTTP upgrade (P1): C{Authorization: Basic}
+for programs, or a single-use ticket from C{POST <path>/ticket} for
+browsers, which cannot set headers on a WebSocket.  Only then is a
+L{GatewaySession} made, and only then does any byte reach the broker.
+
+Binary WebSocket messages carry the AMQP byte stream; message boundaries
+need not match frame boundaries in either direction.
+"""
+
+import base64
+import binascii
+import json
+import secrets
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import resource, server, static
+
+from kaazing_promo.amqp.broker import setNoDelay
+from kaazing_promo.auth.gate import LoginDenied
+from kaazing_promo.transport.address import describePeer
+
+TICKET_TTL = 30.0
+SUBPROTOCOL = "amqp"
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INTERNAL_ERROR = 1011
+_CHALLENGE = ("WWW-Authenticate", 'Basic realm="kaazing-promo", charset="UTF-8"')
+
+
+class _Deny(ConnectionDeny):
+    """
+    A refused upgrade, with the response headers the status needs
+    (Autobahn's L{ConnectionDeny} carries none).
+    """
+
+    def __init__(self, code, reason, headers=()):
+        ConnectionDeny.__init__(self, code, reason)
+        self.headers = list(headers)
+
+
+def denialFor(error):
+    """
+    The HTTP answer to a L{LoginDenied}: 401 (with a challenge), 403 or 429.
+    """
+    if error.outcome == "rate-limited":
+        return _Deny(429, "Too Many Requests", [("Retry-After", str(error.retryAfter))])
+    if error.outcome == "unauthorized":
+        return _Deny(403, "Forbidden")
+    if error.outcome == "realm-error":
+        # The realm could not answer: say so without detail, and no challenge
+        # (retyping the password will not help).
+        return _Deny(503, "Service Unavailable")
+    return _Deny(401, "Unauthorized", [_CHALLENGE])
+
+
+def parseBasic(value):
+    """
+    @param value: an C{Authorization} header value (L{str} or L{bytes}).
+    @return: C{(user, password)} or L{None} when it is not usable Basic.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    scheme, _, encoded = (value or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    user, colon, password = decoded.partition(":")
+    if not colon or not user:
+        return None
+    return user, password
+
+
+def originAllowed(origin, host, allowed):
+    """
+    The Origin check that stops cross-site WebSocket hijacking.
+
+    @param origin: the request's C{Origin} (L{None} for non-browser clients, which pass).
+    @param host: the request's C{Host}.
+    @param allowed: the listener's C{allowed_origins}, or L{None} for same origin only.
+    """
+    if origin is None:
+        return True
+    if allowed is not None:
+        return origin in allowed or "*" in allowed
+    netloc = urlsplit(origin).netloc
+    return bool(netloc) and netloc == host
+
+
+class TicketBook:
+    """
+    Single-use tickets for browsers: 128 random bits, valid for
+    L{TICKET_TTL} seconds, bound to the source address they were issued to.
+    """
+
+    def __init__(self, clock, ttl=TICKET_TTL):
+        self._clock = clock
+        self.ttl = ttl
+        self._tickets = {}
+
+    def issue(self, avatar, source):
+        self._expire()
+        ticket = secrets.token_urlsafe(16)
+        self._tickets[ticket] = (avatar, _host(source), self._clock.seconds() + self.ttl)
+        return ticket
+
+    def redeem(self, ticket, source):
+        """
+        @return: the avatar the ticket was issued for, or L{None}; a ticket
+            works once.
+        """
+        self._expire()
+        entry = self._tickets.pop(ticket, None)
+        if entry is None or entry[1] != _host(source):
+            return None
+        return entry[0]
+
+    def _expire(self):
+        now = self._clock.seconds()
+        for ticket in [t for t, (_, _, expires) in self._tickets.items() if expires <= now]:
+            del self._tickets[ticket]
+
+
+def _host(source):
+    return source.rsplit(":", 1)[0]
+
+
+class GatewayWebSocketProtocol(WebSocketServerProtocol):
+    """
+    One browser or program speaking AMQP 0-9-1 inside binary WebSocket messages.
+    """
+
+    log = Logger()
+    session = None
+    _deny = None
+
+    def connectionMade(self):
+        WebSocketServerProtocol.connectionMade(self)
+        setNoDelay(self.transport)
+
+    @defer.inlineCallbacks
+    def onConnect(self, request):
+        context = self.factory.context
+        listener = context.listener
+        source = describePeer(self.transport.getPeer())
+        try:
+            if not originAllowed(request.headers.get("origin"), request.headers.get("host"),
+                                 listener.allowed_origins):
+                raise _Deny(403, "Forbidden")
+            self.avatar = yield self.factory.authenticate(request.headers, request.params, source)
+        except LoginDenied as e:
+            self._deny = denialFor(e)
+            raise self._deny
+        except _Deny as e:
+            self._deny = e
+            raise
+        self.source = source
+        return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
+
+    def failHandshake(self, reason, code=400, responseHeaders=None):
+        headers = list(responseHeaders or [])
+        if self._deny is not None:
+            headers += self._deny.headers
+        WebSocketServerProtocol.failHandshake(self, reason, code, headers)
+
+    def onOpen(self):
+        self.session = self.factory.context.makeSession(avatar=self.avatar, source=self.source)
+        self.session.clientConnected(self)
+        # twisted.web's channel registered itself as the transport's
+        # producer; after the upgrade the session's pump takes its place.
+        self.transport.unregisterProducer()
+
+    def onMessage(self, payload, isBinary):
+        if not isBinary:
+            self.sendClose(CLOSE_UNSUPPORTED_DATA, "AMQP travels in binary messages only")
+            return
+        self.session.clientDataReceived(payload)
+
+    def onClose(self, wasClean, code, reason):
+        if self.session is not None:
+            self.session.clientConnectionLost()
+
+    # The session's view of its client.
+    def write(self, data):
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(data, isBinary=True)
+
+    def close(self, failed):
+        if self.state == self.STATE_OPEN:
+            self.sendClose(CLOSE_INTERNAL_ERROR if failed else CLOSE_NORMAL)
+        elif self.state != self.STATE_CLOSED:
+            self.dropConnection(abort=False)
+
+
+class GatewayWebSocketFactory(WebSocketServerFactory):
+    """
+    @ivar context: the listener's L{kaazing_promo.transport.context.ListenerContext}.
+    @ivar tickets: the L{TicketBook} shared with the ticket endpoint.
+    """
+
+    protocol = GatewayWebSocketProtocol
+
+    def __init__(self, context, tickets):
+        # url=None: a fixed URL would refuse other Host ports (HAProxy, port 0).
+        WebSocketServerFactory.__init__(self, url=None, server="kaazing-promo")
+        self.context = context
+        self.tickets = tickets
+        listener = context.listener
+        self.setProtocolOptions(
+            maxMessagePayloadSize=listener.max_ws_message,
+            maxFramePayloadSize=listener.max_ws_message,
+            openHandshakeTimeout=listener.handshake_timeout,
+            autoPingInterval=listener.ping_interval or None,
+            autoPingTimeout=listener.ping_interval or None,
+            # AMQP is binary: no UTF-8 validation on the data path.
+            utf8validateIncoming=False,
+            failByDrop=False,
+        )
+
+    def authenticate(self, headers, params, source):
+        """
+        @return: a L{Deferred} firing with the avatar, failing with
+            L{LoginDenied} or L{_Deny}.
+        """
+        context = self.context
+        if context.gate is None:
+            return defer.succeed(context.anonymous)
+        tickets = params.get("ticket")
+        if tickets:
+            avatar = self.tickets.redeem(tickets[0], source)
+            if avatar is None:
+                return defer.fail(LoginDenied("bad-credentials", "unknown, used or expired ticket"))
+            return defer.succeed(avatar)
+        credentials = parseBasic(headers.get("authorization"))
+        if credentials is None:
+            return defer.fail(LoginDenied("bad-credentials", "no credentials"))
+        return context.gate.login(credentials[0], credentials[1], source)
+
+
+def _json(request, code, body):
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    request.setHeader(b"X-Content-Type-Options", b"nosniff")
+    return json.dumps(body).encode("utf-8")
+
+
+class _GatewayHTTPResource(resource.Resource):
+    """
+    The shared part of the ticket and whoami endpoints: Origin allow-list,
+    CORS for allowed origins, Basic login, JSON answers.  A failed login gets
+    C{401} without a Basic challenge, which would pop a browser dialog over
+    the page.
+    """
+
+    isLeaf = True
+
+    def __init__(self, context, tickets):
+        resource.Resource.__init__(self)
+        self.context = context
+        self.tickets = tickets
+
+    def _origin(self, request):
+        origin = request.getHeader(b"origin")
+        host = request.getHeader(b"host")
+        allowed = self.context.listener.allowed_origins
+        if not originAllowed(origin, host, allowed):
+            return False
+        if origin is not None and allowed is not None:
+            request.setHeader(b"Access-Control-Allow-Origin", origin.encode("utf-8"))
+            request.setHeader(b"Vary", b"Origin")
+        return True
+
+    def render_OPTIONS(self, request):
+        if not self._origin(request):
+            return _json(request, 403, {"error": "origin not allowed"})
+        request.setHeader(b"Access-Control-Allow-Methods", b"POST, GET, OPTIONS")
+        request.setHeader(b"Access-Control-Allow-Headers", b"Authorization, Content-Type")
+        request.setHeader(b"Access-Control-Max-Age", b"600")
+        request.setResponseCode(204)
+        return b""
+
+    def _login(self, request, then):
+        if not self._origin(request):
+            return _json(request, 403, {"error": "origin not allowed"})
+        source = describePeer(request.getClientAddress())
+        context = self.context
+        if context.gate is None:
+            d = defer.succeed(context.anonymous)
+        else:
+            credentials = parseBasic(request.getHeader(b"authorization"))
+            if credentials is None:
+                return _json(request, 401, {"error": "credentials required"})
+            d = context.gate.login(credentials[0], credentials[1], source)
+
+        def answer(avatar):
+            body = then(avatar, source)
+            request.write(_json(request, 200, body))
+            request.finish()
+
+        def denied(failure):
+            failure.trap(LoginDenied)
+            deny = denialFor(failure.value)
+            for name, value in deny.headers:
+                if name != _CHALLENGE[0]:
+                    request.setHeader(name, value)
+            request.write(_json(request, deny.code, {"error": deny.reason}))
+            request.finish()
+
+        d.addCallbacks(answer, denied)
+        d.addErrback(lambda f: (Logger().failure("ticket endpoint failed", f), request.finish()))
+        return server.NOT_DONE_YET
+
+
+class TicketResource(_GatewayHTTPResource):
+    """
+    C{POST <path>/ticket}: Basic credentials in, C{{"ticket", "expires_in"}} out.
+    """
+
+    def render_POST(self, request):
+        return self._login(request, lambda avatar, source: {
+            "ticket": self.tickets.issue(avatar, source), "expires_in": int(self.tickets.ttl)})
+
+
+class WhoamiResource(_GatewayHTTPResource):
+    """
+    C{GET <path>/whoami}: who the gateway says you are, and who the broker will see.
+    """
+
+    def render_GET(self, request):
+        return self._login(request, self.context.describe)
+
+    render_POST = render_GET
+
+
+class AMQPEndpointResource(resource.Resource):
+    """
+    C{<path>}: WebSocket upgrades go to Autobahn (whose resource is a
+    leaf), C{<path>/ticket} and C{<path>/whoami} to their endpoints.
+    """
+
+    def __init__(self, wsResource, ticket, whoami):
+        resource.Resource.__init__(self)
+        self._ws = wsResource
+        self.putChild(b"ticket", ticket)
+        self.putChild(b"whoami", whoami)
+
+    def getChild(self, path, request):
+        if path == b"":
+            return self
+        return resource.NoResource()
+
+    def render(self, request):
+        if (request.getHeader(b"upgrade") or "").lower() == "websocket":
+            return self._ws.render(request)
+        request.setResponseCode(426)
+        request.setHeader(b"Upgrade", b"websocket")
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"This is an AMQP 0-9-1 over WebSocket endpoint: connect with a WebSocket client.\n"
+
+
+class _NoListingFile(static.File):
+    """
+    The web root, without directory listings.
+    """
+
+    def directoryListing(self):
+        return resource.ForbiddenResource()
+
+
+class GatewaySite(server.Site):
+    """
+    A site with no access log: query strings carry tickets.
+    """
+
+    def log(self, request):
+        pass
+
+
+def buildSite(context):
+    """
+    @return: the L{GatewaySite} for a websocket listener.
+    """
+    listener = context.listener
+    tickets = TicketBook(context.clock)
+    factory = GatewayWebSocketFactory(context, tickets)
+    endpoint = AMQPEndpointResource(
+        WebSocketResource(factory), TicketResource(context, tickets), WhoamiResource(context, tickets))
+    root = _NoListingFile(listener.webroot) if listener.webroot else resource.Resource()
+    segments = [s.encode("utf-8") for s in listener.path.strip("/").split("/")]
+    parent = root
+    for segment in segments[:-1]:
+        child = resource.Resource()
+        parent.putChild(segment, child)
+        parent = child
+    parent.putChild(segments[-1], endpoint)
+    site = GatewaySite(root)
+    site.displayTracebacks = False
+    site.wsFactory = factory
+    return site

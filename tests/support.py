@@ -1,0 +1,253 @@
+"""
+What the integration tests share: the real RabbitMQ, gateways on port 0,
+and AMQP clients over TCP and over WebSocket.
+"""
+
+import base64
+import os
+import subprocess
+import uuid
+
+import txamqp.spec
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.threads import deferToThread
+from twisted.trial import unittest
+from txamqp.client import TwistedDelegate
+from txamqp.content import Content
+from txamqp.protocol import AMQClient
+
+from kaazing_promo.config import parseConfig
+from kaazing_promo.tap import GatewayService
+
+SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "kaazing_promo", "amqp", "specs", "amqp0-9-1.xml")
+TXAMQP_SPEC = txamqp.spec.load(SPEC_PATH)
+BROKER = "tcp:host=127.0.0.1:port=5672"
+RABBITMQCTL = os.environ.get("RABBITMQCTL", "rabbitmqctl")
+
+
+def uniqueName(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def rabbitmqctl(*args):
+    """
+    Run rabbitmqctl (each call costs ~0.5 s: batch what you can) in a thread.
+
+    @return: a L{Deferred} firing with its standard output (L{str}).
+    """
+    def run():
+        result = subprocess.run([RABBITMQCTL, "-q", *args], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args[:2])} failed: {result.stderr.strip()}")
+        return result.stdout
+    return deferToThread(run)
+
+
+def rabbitEval(erlang):
+    """
+    Several broker changes in one rabbitmqctl call.
+    """
+    return rabbitmqctl("eval", erlang)
+
+
+def createUsers(users, vhosts=()):
+    """
+    Create broker users (C{{name: password}}) and vhosts, with full
+    permissions for every user on every vhost given (and on "/"), in one call.
+    """
+    statements = []
+    for vhost in vhosts:
+        statements.append(f'rabbit_vhost:add(<<"{vhost}">>, <<"test">>)')
+    for user, password in users.items():
+        statements.append(f'rabbit_auth_backend_internal:add_user(<<"{user}">>, <<"{password}">>, <<"test">>)')
+        for vhost in ("/", *vhosts):
+            statements.append(
+                f'rabbit_auth_backend_internal:set_permissions(<<"{user}">>, <<"{vhost}">>, '
+                f'<<".*">>, <<".*">>, <<".*">>, <<"test">>)')
+    return rabbitEval(", ".join(statements) + ", ok.")
+
+
+def deleteUsers(users, vhosts=()):
+    statements = [f'rabbit_auth_backend_internal:delete_user(<<"{user}">>, <<"test">>)' for user in users]
+    statements += [f'rabbit_vhost:delete(<<"{vhost}">>, <<"test">>)' for vhost in vhosts]
+    return rabbitEval(", ".join(statements) + ", ok.")
+
+
+@defer.inlineCallbacks
+def brokerConnectionUsers(connectionName):
+    """
+    @return: the broker user of every broker connection whose client
+        properties carry C{connection_name = connectionName}.
+    """
+    output = yield rabbitmqctl("list_connections", "user", "client_properties", "--no-table-headers")
+    return [line.split("\t", 1)[0] for line in output.splitlines() if connectionName in line]
+
+
+def gatewayConfig(tmp, listeners=None, **top):
+    """
+    A parsed configuration for a gateway on port 0 in directory C{tmp}.
+    """
+    os.makedirs(tmp, exist_ok=True)
+    document = {
+        "broker": {"endpoint": BROKER},
+        "listeners": listeners or [
+            {"name": "web", "protocol": "websocket", "endpoint": "tcp:0:interface=127.0.0.1", "auth": "none"},
+            {"name": "amqp", "protocol": "amqp", "endpoint": "tcp:0:interface=127.0.0.1", "auth": "none"},
+        ],
+        "promotion": {"mode": "consolidated", "user": "guest", "secrets": {"guest": "guest"}},
+    }
+    document.update(top)
+    return parseConfig(document, os.path.join(tmp, "gateway.toml"))
+
+
+class GatewayTestMixin:
+    """
+    Starts a L{GatewayService} and knows its listening ports.
+    """
+
+    @defer.inlineCallbacks
+    def startGateway(self, config):
+        self.gateway = GatewayService(config, reactor)
+        self.gateway.startService()
+        self.addCleanup(self.gateway.stopService)
+        self.ports = {}
+        for listener in config.listeners:
+            service = self.gateway.getServiceNamed(listener.name)
+            port = yield service._waitingForPort
+            self.ports[listener.name] = port.getHost().port
+        return self.gateway
+
+
+class WebSocketTransport:
+    """
+    Makes a WebSocket client look like a stream transport to an AMQP client
+    protocol: each write is one binary message.
+    """
+
+    disconnecting = False
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    def write(self, data):
+        self.ws.sendMessage(data, isBinary=True)
+
+    def writeSequence(self, data):
+        self.write(b"".join(data))
+
+    def loseConnection(self):
+        self.disconnecting = True
+        self.ws.sendClose(1000)
+
+    def getPeer(self):
+        return self.ws.transport.getPeer()
+
+    def getHost(self):
+        return self.ws.transport.getHost()
+
+
+class AMQPOverWebSocket(WebSocketClientProtocol):
+    """
+    An AMQP client protocol spoken inside WebSocket binary messages.
+    """
+
+    def onOpen(self):
+        self.amqp = self.factory.amqpFactory()
+        self.amqp.makeConnection(WebSocketTransport(self))
+        self.factory.opened.callback(self.amqp)
+
+    def onMessage(self, payload, isBinary):
+        self.amqp.dataReceived(payload)
+
+    def onClose(self, wasClean, code, reason):
+        self.factory.closeCode = code
+        if not self.factory.opened.called:
+            self.factory.opened.errback(ConnectionRefusedWS(code, reason))
+        elif hasattr(self, "amqp"):
+            self.amqp.connectionLost(protocol.connectionDone)
+        self.factory.closed.callback(code)
+
+
+class ConnectionRefusedWS(Exception):
+    def __init__(self, code, reason):
+        Exception.__init__(self, code, reason)
+        self.code = code
+
+
+def basicHeader(user, password):
+    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+def txamqpClient(vhost="/", name=None):
+    delegate = TwistedDelegate()
+    client = AMQClient(delegate=delegate, vhost=vhost, spec=TXAMQP_SPEC)
+    client.clientProperties = {"connection_name": name or uniqueName("test")}
+    return client
+
+
+@defer.inlineCallbacks
+def connectTCP(port, user="mallory", password="xyz", vhost="/", name=None):
+    """
+    A txamqp client through the AMQP listener (or straight to the broker).
+    """
+    client = txamqpClient(vhost, name)
+    yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+    yield client.authenticate(user, password, mechanism="PLAIN")
+    return client
+
+
+@defer.inlineCallbacks
+def connectWebSocket(port, path="/amqp", headers=None, user="mallory", password="xyz", vhost="/",
+                     name=None, query="", protocols=("amqp",)):
+    """
+    A txamqp client inside an Autobahn WebSocket client, through the
+    WebSocket listener.
+    """
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}{path}{query}", headers=headers or {},
+                                     protocols=list(protocols))
+    factory.protocol = AMQPOverWebSocket
+    factory.amqpFactory = lambda: txamqpClient(vhost, name)
+    factory.opened = defer.Deferred()
+    factory.closed = defer.Deferred()
+    reactor.connectTCP("127.0.0.1", port, factory)
+    client = yield factory.opened
+    client.wsFactory = factory
+    yield client.authenticate(user, password, mechanism="PLAIN")
+    return client
+
+
+@defer.inlineCallbacks
+def roundTrip(client, bodies):
+    """
+    Declare a private queue, publish C{bodies} to it, consume them back.
+
+    @return: the bodies received, in order.
+    """
+    channel = yield client.channel(1)
+    yield channel.channel_open()
+    queue = uniqueName("q")
+    yield channel.queue_declare(queue=queue, exclusive=True, auto_delete=True)
+    reply = yield channel.basic_consume(queue=queue, no_ack=True)
+    incoming = yield client.queue(reply.consumer_tag)
+    for body in bodies:
+        channel.basic_publish(routing_key=queue, content=Content(body))
+    received = []
+    for _ in bodies:
+        message = yield incoming.get(timeout=10)
+        received.append(message.content.body)
+    yield channel.channel_close()
+    return received
+
+
+@defer.inlineCallbacks
+def closeClient(client):
+    channel0 = yield client.channel(0)
+    yield channel0.connection_close()
+    client.transport.loseConnection()
+
+
+class IntegrationTestCase(GatewayTestMixin, unittest.TestCase):
+    timeout = 60
