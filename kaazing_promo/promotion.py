@@ -8,7 +8,7 @@ C{kaazing_promo.plugins} package on the path), without editing this file.
 """
 
 import attr
-from twisted.plugin import getPlugins
+from twisted.plugin import IPlugin, getPlugins
 from zope.interface import implementer
 
 from kaazing_promo import plugins
@@ -145,7 +145,7 @@ class PassthroughPromoter:
         return requested
 
 
-@implementer(IPromoterFactory)
+@implementer(IPlugin, IPromoterFactory)
 @attr.s(frozen=True)
 class PromoterFactory:
     """

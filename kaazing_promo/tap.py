@@ -7,6 +7,7 @@ import resource as rlimit
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.cred.portal import Portal
+from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
@@ -127,6 +128,24 @@ class GatewayService(service.MultiService):
             # A port that cannot be bound stops start-up instead of being logged.
             listenerService._raiseSynchronously = True
             listenerService.setServiceParent(self)
+
+    def whenListening(self):
+        """
+        @return: a L{Deferred} firing with C{{listener name: IListeningPort}}
+            once every listener listens (tests and benchmarks use port 0).
+        """
+        names = [listener.name for listener in self.config.listeners]
+        waiting = []
+        for name in names:
+            d = defer.Deferred()
+
+            def passOn(port, d=d):
+                d.callback(port)
+                return port
+            # Chained, not consumed: stopService needs the port from this Deferred.
+            self.getServiceNamed(name)._waitingForPort.addCallback(passOn)
+            waiting.append(d)
+        return defer.gatherResults(waiting).addCallback(lambda ports: dict(zip(names, ports)))
 
     def startService(self):
         clients = raiseOpenFilesLimit()

@@ -112,11 +112,8 @@ class GatewayTestMixin:
         self.gateway = GatewayService(config, reactor)
         self.gateway.startService()
         self.addCleanup(self.gateway.stopService)
-        self.ports = {}
-        for listener in config.listeners:
-            service = self.gateway.getServiceNamed(listener.name)
-            port = yield service._waitingForPort
-            self.ports[listener.name] = port.getHost().port
+        ports = yield self.gateway.whenListening()
+        self.ports = {name: port.getHost().port for name, port in ports.items()}
         return self.gateway
 
 
@@ -181,11 +178,24 @@ def basicHeader(user, password):
     return {"Authorization": f"Basic {token}"}
 
 
+class NamingDelegate(TwistedDelegate):
+    """
+    txamqp's delegate, sending a C{connection_name} client property so that
+    tests can find their connection at the broker.
+    """
+
+    def __init__(self, name):
+        TwistedDelegate.__init__(self)
+        self.name = name
+
+    def connection_start(self, ch, msg):
+        ch.connection_start_ok(client_properties={"connection_name": self.name},
+                               mechanism=self.client.mechanism, response=self.client.response,
+                               locale=self.client.locale)
+
+
 def txamqpClient(vhost="/", name=None):
-    delegate = TwistedDelegate()
-    client = AMQClient(delegate=delegate, vhost=vhost, spec=TXAMQP_SPEC)
-    client.clientProperties = {"connection_name": name or uniqueName("test")}
-    return client
+    return AMQClient(delegate=NamingDelegate(name or uniqueName("test")), vhost=vhost, spec=TXAMQP_SPEC)
 
 
 @defer.inlineCallbacks
@@ -237,7 +247,9 @@ def roundTrip(client, bodies):
     received = []
     for _ in bodies:
         message = yield incoming.get(timeout=10)
-        received.append(message.content.body)
+        body = message.content.body
+        # txamqp hands an empty body over as "".
+        received.append(body.encode() if isinstance(body, str) else body)
     yield channel.channel_close()
     return received
 

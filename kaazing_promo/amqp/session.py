@@ -80,7 +80,7 @@ class GatewaySession:
     log = Logger()
 
     def __init__(self, listener, promoter, brokerConnector, clock, startCache,
-                 avatar=None, ownStart=False, gate=None, source="-", maxFrameSize=131072):
+                 avatar=None, ownStart=False, gate=None, source="-"):
         self.listener = listener
         self.promoter = promoter
         self.brokerConnector = brokerConnector
@@ -89,7 +89,7 @@ class GatewaySession:
         self.avatar = avatar
         self.gate = gate
         self.source = source
-        self.maxFrameSize = maxFrameSize
+        self.maxFrameSize = listener.max_frame_size
         self.relayStart = not ownStart
         self.state = State.HEADER
         self.client = None
@@ -313,8 +313,7 @@ class GatewaySession:
         self.outcome, self.reason = "broker-refused", "broker unreachable"
         if self.relayStart:
             # The client has seen nothing of AMQP yet; the WebSocket close says it.
-            self.client.close(failed=True)
-            return self._finish()
+            return self._finish(failed=True)
         self._fail(CONNECTION_FORCED, "CONNECTION_FORCED - broker unavailable", log=False)
 
     def brokerDataReceived(self, data):
@@ -420,9 +419,7 @@ class GatewaySession:
         elif self.state is State.PASSTHROUGH:
             self.outcome, self.reason = "closed", "broker closed the connection"
         self.broker = None
-        if self.relayStart and self.state in (State.CONNECTING, State.BROKER_START):
-            self.client.close(failed=True)
-        self._finish()
+        self._finish(failed=self.relayStart and self.state in (State.CONNECTING, State.BROKER_START))
 
     def _brokerBroke(self, reason):
         self.log.warn("{source}: {reason}", source=self.source, reason=reason)
@@ -503,7 +500,8 @@ class GatewaySession:
         self._brokerClosedUs = False
         self._scanner = None
         self.client.write(encodeMethod(
-            0, "connection.close", reply_code=replyCode, reply_text=text[:255],
+            0, "connection.close", reply_code=replyCode,
+            reply_text=text.encode("utf-8")[:255].decode("utf-8", "ignore"),
             class_id=classMethod[0], method_id=classMethod[1]))
         self._timers.append(self.clock.callLater(_CLOSE_OK_WAIT, self._finish))
 
@@ -526,7 +524,13 @@ class GatewaySession:
                 timer.cancel()
         self._timers = []
 
-    def _finish(self):
+    def _finish(self, failed=False):
+        """
+        Close both sides and write the audit line.
+
+        @param failed: the client saw no AMQP yet and should learn that the
+            gateway failed it (WebSocket close 1011).
+        """
         if self.state is State.CLOSED:
             return
         self.state = State.CLOSED
@@ -534,7 +538,7 @@ class GatewaySession:
         if self.broker is not None and self.broker.transport is not None:
             self.broker.transport.loseConnection()
         self.broker = None
-        self.client.close(failed=False)
+        self.client.close(failed=failed)
         auditConnection(
             self.listener.name, self.source, self.outcome, self.reason,
             getattr(self.avatar, "user", None), self.brokerUser, self.vhost,

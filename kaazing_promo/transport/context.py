@@ -29,8 +29,7 @@ class ListenerContext:
     def makeSession(self, source, avatar=None, ownStart=False, gate=None):
         session = GatewaySession(
             self.listener, self.promoter, self.brokerConnector, self.clock, self.startCache,
-            avatar=avatar, ownStart=ownStart, gate=gate, source=source,
-            maxFrameSize=self.listener.max_frame_size)
+            avatar=avatar, ownStart=ownStart, gate=gate, source=source)
         return session
 
     def describe(self, avatar, source):

@@ -361,7 +361,7 @@ class AMQPEndpointResource(resource.Resource):
         return resource.NoResource()
 
     def render(self, request):
-        if (request.getHeader(b"upgrade") or "").lower() == "websocket":
+        if (request.getHeader(b"upgrade") or b"").lower() == b"websocket":
             return self._ws.render(request)
         request.setResponseCode(426)
         request.setHeader(b"Upgrade", b"websocket")

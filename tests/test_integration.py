@@ -1,0 +1,86 @@
+"""
+Through a real gateway to the real RabbitMQ on 127.0.0.1:5672: unmodified
+AMQP clients over TCP and over WebSocket, byte-equal messages, and the
+broker seeing the promoted identity.
+"""
+
+import os
+
+from twisted.internet import defer
+
+from tests.support import (
+    IntegrationTestCase, brokerConnectionUsers, closeClient, connectTCP, connectWebSocket, createUsers,
+    deleteUsers, gatewayConfig, roundTrip, uniqueName)
+
+SIZES = [0, 1, 4096, 1 << 20]
+
+
+def bodies():
+    return [os.urandom(size) for size in SIZES]
+
+
+class ConsolidatedRelayTests(IntegrationTestCase):
+    """
+    auth = "none" listeners, consolidated to a broker user made for the test.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.brokerUser = uniqueName("webuser")
+        yield createUsers({self.brokerUser: "broker-pw"})
+        self.addCleanup(deleteUsers, [self.brokerUser])
+        config = gatewayConfig(self.mktemp(), promotion={
+            "mode": "consolidated", "user": self.brokerUser, "secrets": {self.brokerUser: "broker-pw"}})
+        yield self.startGateway(config)
+
+    @defer.inlineCallbacks
+    def test_tcpRoundTrip(self):
+        """
+        A txamqp client through the AMQP listener: 0 B, 1 B, 4 KiB and 1 MiB
+        (multi-frame) messages come back byte-equal.
+        """
+        client = yield connectTCP(self.ports["amqp"])
+        sent = bodies()
+        received = yield roundTrip(client, sent)
+        self.assertEqual(received, sent)
+        yield closeClient(client)
+
+    @defer.inlineCallbacks
+    def test_webSocketRoundTrip(self):
+        """
+        A txamqp client inside an Autobahn WebSocket client, through the
+        WebSocket listener, with the same messages.
+        """
+        client = yield connectWebSocket(self.ports["web"])
+        sent = bodies()
+        received = yield roundTrip(client, sent)
+        self.assertEqual(received, sent)
+        yield closeClient(client)
+        code = yield client.wsFactory.closed
+        self.assertEqual(code, 1000)
+
+    @defer.inlineCallbacks
+    def test_webSocketWithoutSubprotocol(self):
+        """
+        S5: clients that offer no subprotocol work too.
+        """
+        client = yield connectWebSocket(self.ports["web"], protocols=())
+        received = yield roundTrip(client, [b"x"])
+        self.assertEqual(received, [b"x"])
+        yield closeClient(client)
+
+    @defer.inlineCallbacks
+    def test_P5_consolidatedOverBothListeners(self):
+        """
+        P5: the broker sees the consolidated user although the clients sent
+        other credentials (mallory/xyz).
+        """
+        tcpName, wsName = uniqueName("tcp"), uniqueName("ws")
+        tcp = yield connectTCP(self.ports["amqp"], "mallory", "xyz", name=tcpName)
+        ws = yield connectWebSocket(self.ports["web"], user="mallory", password="xyz", name=wsName)
+        users = yield brokerConnectionUsers(tcpName)
+        self.assertEqual(users, [self.brokerUser])
+        users = yield brokerConnectionUsers(wsName)
+        self.assertEqual(users, [self.brokerUser])
+        yield closeClient(tcp)
+        yield closeClient(ws)

@@ -1,0 +1,526 @@
+"""
+The handshake state machine and pump, in memory: a fake client, a fake
+broker, a fake clock.  Requirement IDs are in the test names.
+"""
+
+from twisted.internet import defer, task
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from kaazing_promo.amqp.codec import (
+    ACCESS_REFUSED, ALT_PROTOCOL_HEADER, COMMAND_INVALID, CONNECTION_FORCED, FRAME_BODY, FRAME_ERROR,
+    FRAME_METHOD, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, decodeMethod, decodeSASLResponse,
+    encodeFrame, encodeMethod)
+from kaazing_promo.amqp.frames import FrameReader
+from kaazing_promo.amqp.session import GatewaySession, State
+from kaazing_promo.amqp.broker import BrokerStartCache
+from kaazing_promo.auth.avatar import GatewayUser
+from kaazing_promo.auth.gate import LoginDenied
+from kaazing_promo.config import Listener, Promotion
+from kaazing_promo.promotion import ConsolidatedPromoter, MappingPromoter, PassthroughPromoter
+from kaazing_promo.secrets import SecretStore
+
+BROKER_PROPERTIES = {"product": "RabbitMQ", "capabilities": {"publisher_confirms": True}}
+CLIENT_PROPERTIES = {"product": "test-client", "capabilities": {"authentication_failure_close": True},
+                     "connection_name": "caf\u00e9"}
+
+
+def start(mechanisms=b"AMQPLAIN PLAIN"):
+    return encodeMethod(0, "connection.start", version_major=0, version_minor=9,
+                        server_properties=BROKER_PROPERTIES, mechanisms=mechanisms, locales=b"en_US")
+
+
+def startOk(user="mallory", password="xyz", mechanism="PLAIN"):
+    return encodeMethod(0, "connection.start-ok", client_properties=CLIENT_PROPERTIES, mechanism=mechanism,
+                        response=b"\x00" + user.encode() + b"\x00" + password.encode(), locale="en_US")
+
+
+TUNE = encodeMethod(0, "connection.tune", channel_max=2047, frame_max=131072, heartbeat=60)
+TUNE_OK = encodeMethod(0, "connection.tune-ok", channel_max=2047, frame_max=131072, heartbeat=60)
+OPEN = encodeMethod(0, "connection.open", virtual_host="/")
+OPEN_OK = encodeMethod(0, "connection.open-ok")
+UPDATE_SECRET = encodeMethod(0, "connection.update-secret", new_secret=b"stolen", reason="x")
+PUBLISH = encodeMethod(1, "basic.publish", routing_key="q") + encodeFrame(FRAME_BODY, 1, b"hello")
+
+
+class FakeClient:
+    def __init__(self):
+        self.transport = StringTransport()
+        self.closed = None
+
+    def write(self, data):
+        self.transport.write(data)
+
+    def close(self, failed):
+        self.closed = "failed" if failed else "normal"
+
+
+class FakeBroker:
+    def __init__(self):
+        self.transport = StringTransport()
+
+
+class FakeBrokerConnector:
+    def __init__(self):
+        self.attempts = []
+
+    def connect(self, session):
+        d = defer.Deferred()
+        self.attempts.append((session, d))
+        return d
+
+
+class FakeGate:
+    def __init__(self, result):
+        self.result = result
+        self.logins = []
+
+    def login(self, username, password, source):
+        self.logins.append((username, password, source))
+        return self.result
+
+
+def methods(data):
+    """
+    Decode every frame in C{data} into (qualifiedName, args) pairs.
+    """
+    reader = FrameReader(1 << 20)
+    result = []
+    for frameType, channel, payload, raw in reader.feed(data):
+        if frameType == FRAME_METHOD:
+            method = decodeMethod(payload)
+            result.append((method.qualifiedName, method.args))
+        else:
+            result.append((frameType, channel))
+    return result
+
+
+class SessionTestsMixin:
+    ownStart = False
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.listener = Listener(name="test", protocol="websocket", endpoint="tcp:0")
+        self.secrets = SecretStore(inline={"webuser": "broker-password"})
+        self.secrets.load()
+        self.promoter = ConsolidatedPromoter(Promotion(mode="consolidated", user="webuser"), self.secrets)
+        self.connector = FakeBrokerConnector()
+        self.client = FakeClient()
+        self.broker = FakeBroker()
+
+    def makeSession(self, avatar=GatewayUser("joe.smith"), gate=None, ownStart=None, promoter=None):
+        session = GatewaySession(
+            self.listener, promoter or self.promoter, self.connector, self.clock, BrokerStartCache(),
+            avatar=avatar, ownStart=self.ownStart if ownStart is None else ownStart, gate=gate,
+            source="127.0.0.1:4242")
+        session.clientConnected(self.client)
+        self.session = session
+        return session
+
+    def clientSays(self, data):
+        self.session.clientDataReceived(data)
+
+    def brokerSays(self, data):
+        self.session.brokerDataReceived(data)
+
+    def brokerHeard(self):
+        data = self.broker.transport.value()
+        self.broker.transport.clear()
+        return data
+
+    def clientHeard(self):
+        data = self.client.transport.value()
+        self.client.transport.clear()
+        return data
+
+    def connectBroker(self):
+        _, d = self.connector.attempts[-1]
+        d.callback(self.broker)
+
+    def assertClosedWith(self, code):
+        heard = methods(self.clientHeard())
+        self.assertEqual(heard[-1][0], "connection.close")
+        self.assertEqual(heard[-1][1]["reply_code"], code)
+        self.assertEqual(self.session.state, State.CLOSING)
+        self.clientSays(encodeMethod(0, "connection.close-ok"))
+        self.assertEqual(self.session.state, State.CLOSED)
+        self.assertIsNotNone(self.client.closed)
+
+
+class WebSocketSessionTests(SessionTestsMixin, SynchronousTestCase):
+    """
+    The WebSocket listener's session: authenticated at the upgrade; the
+    broker's Start is relayed.
+    """
+
+    def handshake(self, upTo="open-ok"):
+        self.makeSession()
+        self.clientSays(PROTOCOL_HEADER)
+        self.connectBroker()
+        self.assertEqual(self.brokerHeard(), PROTOCOL_HEADER)
+        self.brokerSays(start())
+        self.assertEqual(self.clientHeard(), start())
+        if upTo == "start":
+            return
+        self.clientSays(startOk())
+        if upTo == "start-ok":
+            return
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN)
+        self.brokerSays(OPEN_OK)
+        self.brokerHeard()
+        self.clientHeard()
+
+    def test_P2_startOkReplaced(self):
+        """
+        P2: the client's Start-Ok is replaced; its SASL response never
+        reaches the broker, its client-properties do.
+        """
+        self.handshake(upTo="start-ok")
+        sent = self.brokerHeard()
+        self.assertNotIn(b"mallory", sent)
+        self.assertNotIn(b"xyz", sent)
+        [(name, args)] = methods(sent)
+        self.assertEqual(name, "connection.start-ok")
+        self.assertEqual(args["mechanism"], "PLAIN")
+        self.assertEqual(decodeSASLResponse(b"PLAIN", args["response"]), ("webuser", "broker-password"))
+        self.assertEqual(args["client_properties"], CLIENT_PROPERTIES)
+
+    def test_P2_amqplainWhenOnlyOffered(self):
+        self.makeSession()
+        self.clientSays(PROTOCOL_HEADER)
+        self.connectBroker()
+        self.brokerSays(start(mechanisms=b"AMQPLAIN"))
+        self.clientSays(startOk())
+        [(name, args)] = methods(self.brokerHeard()[len(PROTOCOL_HEADER):])
+        self.assertEqual(args["mechanism"], "AMQPLAIN")
+        self.assertEqual(decodeSASLResponse(b"AMQPLAIN", args["response"]), ("webuser", "broker-password"))
+
+    def test_P2_neitherMechanismOffered(self):
+        self.makeSession()
+        self.clientSays(PROTOCOL_HEADER)
+        self.connectBroker()
+        self.brokerSays(start(mechanisms=b"EXTERNAL"))
+        self.clientSays(startOk())
+        self.assertClosedWith(ACCESS_REFUSED)
+        self.assertEqual(self.brokerHeard(), PROTOCOL_HEADER)
+        self.assertTrue(self.broker.transport.disconnecting)
+
+    def test_fullHandshakeThenPassthrough(self):
+        """
+        Tune, Tune-Ok, Open and Open-Ok pass; then bytes are pumped both ways.
+        """
+        self.handshake()
+        self.assertEqual(self.session.state, State.PASSTHROUGH)
+        self.clientSays(PUBLISH)
+        self.assertEqual(self.brokerHeard(), PUBLISH)
+        self.brokerSays(b"anything at all")
+        self.assertEqual(self.clientHeard(), b"anything at all")
+        self.assertIs(self.client.transport.producer, self.broker.transport)
+        self.assertIs(self.broker.transport.producer, self.client.transport)
+
+    def test_altProtocolHeader(self):
+        """
+        Both protocol headers are accepted; the broker gets the standard one.
+        """
+        self.makeSession()
+        self.clientSays(ALT_PROTOCOL_HEADER)
+        self.connectBroker()
+        self.assertEqual(self.brokerHeard(), PROTOCOL_HEADER)
+
+    def test_wrongProtocolHeader(self):
+        """
+        A wrong header gets the supported header back and a close; no broker.
+        """
+        self.makeSession()
+        self.clientSays(b"GET / HTTP/1.1\r\n")
+        self.assertEqual(self.clientHeard(), PROTOCOL_HEADER)
+        self.assertEqual(self.client.closed, "normal")
+        self.assertEqual(self.connector.attempts, [])
+
+    def test_headerInPieces(self):
+        self.makeSession()
+        for byte in PROTOCOL_HEADER:
+            self.clientSays(bytes([byte]))
+        self.assertEqual(len(self.connector.attempts), 1)
+
+    def test_tuneClampedToOurFrameMax(self):
+        self.listener = Listener(name="test", protocol="websocket", endpoint="tcp:0", max_frame_size=65536)
+        self.handshake(upTo="start-ok")
+        self.brokerSays(TUNE)
+        [(_, args)] = methods(self.clientHeard())
+        self.assertEqual(args["frame_max"], 65536)
+        self.clientSays(TUNE_OK)
+        self.assertClosedWith(NOT_ALLOWED)
+
+    def test_P7_updateSecretDuringHandshake(self):
+        """
+        P7: Update-Secret from the client is refused; the broker never sees it.
+        """
+        self.handshake(upTo="start")
+        self.clientSays(UPDATE_SECRET)
+        self.assertNotIn(b"stolen", self.brokerHeard())
+        self.assertClosedWith(NOT_ALLOWED)
+
+    def test_P7_updateSecretWhenOpen(self):
+        """
+        P7: also once the connection is open, whatever the cuts.
+        """
+        self.handshake()
+        stream = PUBLISH + UPDATE_SECRET + PUBLISH
+        self.clientSays(stream[:len(PUBLISH) + 5])
+        self.clientSays(stream[len(PUBLISH) + 5:])
+        self.assertEqual(self.brokerHeard(), PUBLISH)
+        self.assertClosedWith(NOT_ALLOWED)
+        self.assertTrue(self.broker.transport.disconnecting)
+
+    def test_P7_secondStartOk(self):
+        """
+        P7: a second Start-Ok closes the connection with 503.
+        """
+        self.handshake(upTo="start-ok")
+        self.brokerHeard()
+        self.clientSays(startOk())
+        self.assertEqual(self.brokerHeard(), b"")
+        self.assertClosedWith(COMMAND_INVALID)
+
+    def test_P7_startOkWhenOpen(self):
+        self.handshake()
+        self.clientSays(startOk())
+        self.assertEqual(self.brokerHeard(), b"")
+        self.assertClosedWith(COMMAND_INVALID)
+
+    def test_P7_otherMechanism(self):
+        """
+        P7: a mechanism other than PLAIN/AMQPLAIN closes the connection.
+        """
+        self.handshake(upTo="start")
+        self.clientSays(startOk(mechanism="EXTERNAL"))
+        self.assertEqual(self.brokerHeard(), b"")
+        self.assertClosedWith(COMMAND_INVALID)
+
+    def test_P7_speakingBeforeTurn(self):
+        """
+        P7: a method of another class before the connection is open: 503;
+        a frame on another channel: 505.
+        """
+        self.handshake(upTo="start")
+        self.clientSays(encodeMethod(1, "channel.open"))
+        self.assertClosedWith(UNEXPECTED_FRAME)
+        self.setUp()
+        self.handshake(upTo="start")
+        self.clientSays(encodeMethod(0, "channel.open"))
+        self.assertClosedWith(COMMAND_INVALID)
+
+    def test_oversizedFrameBeforeTune(self):
+        """
+        Frames larger than frame-min-size before Tune-Ok close with 501.
+        """
+        self.handshake(upTo="start")
+        self.clientSays(encodeFrame(FRAME_METHOD, 0, b"\x00" * 5000))
+        self.assertClosedWith(FRAME_ERROR)
+
+    def test_P3_brokerDropsRefusedLogin(self):
+        """
+        P3: the broker refusing the promoted login without a Close reaches
+        the client as Close 403, not a hang.
+        """
+        self.handshake(upTo="start-ok")
+        self.session.brokerConnectionLost()
+        self.assertClosedWith(ACCESS_REFUSED)
+        self.assertEqual(self.session.outcome, "broker-refused")
+
+    def test_P3_brokerCloseRelayed(self):
+        """
+        P3: the broker's own Close reaches the client, then the transport closes.
+        """
+        self.handshake(upTo="start-ok")
+        close = encodeMethod(0, "connection.close", reply_code=403, reply_text="ACCESS_REFUSED - Login was refused")
+        self.brokerSays(close)
+        self.assertEqual(self.clientHeard(), close)
+        self.clientSays(encodeMethod(0, "connection.close-ok"))
+        self.assertIn(b"\x00\x0a\x00\x33", self.brokerHeard())
+        self.session.brokerConnectionLost()
+        self.assertEqual(self.session.state, State.CLOSED)
+        self.assertEqual(self.client.closed, "normal")
+
+    def test_pinnedVhost(self):
+        """
+        A pinned [promotion] vhost rewrites whatever the client asked.
+        """
+        self.promoter = ConsolidatedPromoter(Promotion(mode="consolidated", user="webuser", vhost="pinned"),
+                                             self.secrets)
+        self.handshake(upTo="start-ok")
+        self.brokerHeard()
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + encodeMethod(0, "connection.open", virtual_host="elsewhere"))
+        heard = methods(self.brokerHeard())
+        self.assertEqual(heard[-1][0], "connection.open")
+        self.assertEqual(heard[-1][1]["virtual_host"], "pinned")
+
+    def test_clientVanishes(self):
+        """
+        The client going away takes the broker connection with it at once.
+        """
+        self.handshake()
+        self.session.clientConnectionLost()
+        self.assertTrue(self.broker.transport.disconnecting)
+        self.assertEqual(self.session.state, State.CLOSED)
+
+    def test_brokerUnreachable(self):
+        """
+        Broker unreachable after the upgrade: the WebSocket closes as failed (1011).
+        """
+        self.makeSession()
+        self.clientSays(PROTOCOL_HEADER)
+        _, d = self.connector.attempts[-1]
+        d.errback(ConnectionRefusedError())
+        self.assertEqual(self.client.closed, "failed")
+        self.assertEqual(self.session.outcome, "broker-refused")
+
+    def test_brokerClosesWhenOpen(self):
+        self.handshake()
+        self.session.brokerConnectionLost()
+        self.assertEqual(self.client.closed, "normal")
+
+    def test_handshakeTimeout(self):
+        """
+        A client that does not finish the handshake in time is dropped.
+        """
+        self.handshake(upTo="start")
+        self.clock.advance(self.listener.handshake_timeout)
+        self.assertEqual(self.session.state, State.CLOSED)
+        self.assertTrue(self.broker.transport.disconnecting)
+
+    def test_noTimeoutOnceOpen(self):
+        self.handshake()
+        self.clock.advance(self.listener.handshake_timeout * 2)
+        self.assertEqual(self.session.state, State.PASSTHROUGH)
+
+    def test_framesBeforeOpenOkAreKept(self):
+        """
+        A client that pipelines past Open gets its frames delivered after Open-Ok.
+        """
+        self.handshake(upTo="start-ok")
+        self.brokerHeard()
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN + PUBLISH)
+        self.assertNotIn(PUBLISH, self.brokerHeard())
+        self.brokerSays(OPEN_OK)
+        self.assertEqual(self.brokerHeard(), PUBLISH)
+
+    def test_clientCloseDuringHandshake(self):
+        self.handshake(upTo="start")
+        self.clientSays(encodeMethod(0, "connection.close", reply_code=200, reply_text="bye"))
+        self.assertEqual(self.session.state, State.CLOSING)
+        self.brokerSays(encodeMethod(0, "connection.close-ok"))
+        self.assertEqual(self.session.state, State.CLOSED)
+
+
+class AMQPListenerSessionTests(SessionTestsMixin, SynchronousTestCase):
+    """
+    The AMQP listener's session: the gateway sends its own Start and logs the
+    client in from its Start-Ok before the broker is contacted (X1).
+    """
+
+    ownStart = True
+
+    def test_ownStart(self):
+        self.makeSession(avatar=None, gate=FakeGate(defer.Deferred()))
+        self.clientSays(PROTOCOL_HEADER)
+        [(name, args)] = methods(self.clientHeard())
+        self.assertEqual(name, "connection.start")
+        self.assertEqual(args["mechanisms"], b"PLAIN AMQPLAIN")
+        self.assertEqual(self.connector.attempts, [])
+
+    def test_X1_loginThenBroker(self):
+        """
+        X1: the client's own PLAIN credentials are checked first; the broker
+        is contacted only after success, and gets the promoted identity.
+        """
+        gate = FakeGate(defer.succeed(GatewayUser("joe.smith")))
+        self.makeSession(avatar=None, gate=gate)
+        self.clientSays(PROTOCOL_HEADER)
+        self.clientHeard()
+        self.clientSays(startOk("joe.smith", "joe-password"))
+        self.assertEqual(gate.logins, [("joe.smith", "joe-password", "127.0.0.1:4242")])
+        self.connectBroker()
+        self.brokerSays(start())
+        sent = self.brokerHeard()
+        self.assertNotIn(b"joe-password", sent)
+        [(name, args)] = methods(sent[len(PROTOCOL_HEADER):])
+        self.assertEqual(decodeSASLResponse(b"PLAIN", args["response"]), ("webuser", "broker-password"))
+        self.assertEqual(self.clientHeard(), b"")
+
+    def test_X1_amqplainCredentials(self):
+        gate = FakeGate(defer.succeed(GatewayUser("joe.smith")))
+        self.makeSession(avatar=None, gate=gate)
+        self.clientSays(PROTOCOL_HEADER)
+        from kaazing_promo.amqp.codec import encodeAMQPlainResponse
+        self.clientSays(encodeMethod(0, "connection.start-ok", client_properties={}, mechanism="AMQPLAIN",
+                                     response=encodeAMQPlainResponse("joe.smith", "pw"), locale="en_US"))
+        self.assertEqual(gate.logins[0][:2], ("joe.smith", "pw"))
+
+    def test_X1_loginRefused(self):
+        """
+        X1: refused credentials → Close 403 ACCESS_REFUSED; no broker connection.
+        """
+        gate = FakeGate(defer.fail(LoginDenied("bad-credentials", "wrong password")))
+        self.makeSession(avatar=None, gate=gate)
+        self.clientSays(PROTOCOL_HEADER)
+        self.clientHeard()
+        self.clientSays(startOk("joe.smith", "bad"))
+        self.assertClosedWith(ACCESS_REFUSED)
+        self.assertEqual(self.connector.attempts, [])
+        self.assertEqual(self.session.outcome, "bad-credentials")
+
+    def test_X1_clientGoneWhileAuthenticating(self):
+        result = defer.Deferred()
+        self.makeSession(avatar=None, gate=FakeGate(result))
+        self.clientSays(PROTOCOL_HEADER)
+        self.clientSays(startOk())
+        self.session.clientConnectionLost()
+        result.callback(GatewayUser("joe.smith"))
+        self.assertEqual(self.connector.attempts, [])
+
+    def test_P4_unmappedUserRefused(self):
+        """
+        P4: an unmapped user is refused with 403 before the broker is asked.
+        """
+        promoter = MappingPromoter(Promotion(mode="mapping", map={"joe.smith": "smithj"}),
+                                   SecretStore(inline={"smithj": "pw"}))
+        promoter._secrets.load()
+        self.makeSession(avatar=GatewayUser("nobody"), ownStart=False, promoter=promoter)
+        self.clientSays(PROTOCOL_HEADER)
+        self.connectBroker()
+        self.brokerSays(start())
+        self.brokerHeard()
+        self.clientHeard()
+        self.clientSays(startOk())
+        self.assertEqual(self.brokerHeard(), b"")
+        self.assertClosedWith(ACCESS_REFUSED)
+
+    def test_brokerUnreachable(self):
+        """
+        Broker unreachable: the TCP client gets a Close frame and a close.
+        """
+        self.makeSession(avatar=None, gate=FakeGate(defer.succeed(GatewayUser("joe.smith"))))
+        self.clientSays(PROTOCOL_HEADER)
+        self.clientHeard()
+        self.clientSays(startOk())
+        _, d = self.connector.attempts[-1]
+        d.errback(ConnectionRefusedError())
+        self.assertClosedWith(CONNECTION_FORCED)
+
+    def test_passthroughForwardsClientStartOk(self):
+        """
+        passthrough (anonymous listeners only) forwards the client's Start-Ok unchanged.
+        """
+        promoter = PassthroughPromoter(Promotion(mode="passthrough"), None)
+        self.makeSession(avatar=GatewayUser("anonymous", realm="anonymous"), promoter=promoter)
+        self.clientSays(PROTOCOL_HEADER)
+        self.clientHeard()
+        self.clientSays(startOk())
+        self.connectBroker()
+        self.brokerSays(start())
+        self.assertEqual(self.brokerHeard(), PROTOCOL_HEADER + startOk())
