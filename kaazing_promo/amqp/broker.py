@@ -76,6 +76,8 @@ class BrokerProtocol(protocol.Protocol):
 
 
 class _BrokerFactory(protocol.Factory):
+    noisy = False
+
     def __init__(self, session):
         self.session = session
 

@@ -1,0 +1,121 @@
+"""
+The twistd plugin as a user meets it: installed, documented, and failing
+with one clear line on a bad configuration.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from kaazing_promo import tap
+from kaazing_promo.config import loadConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+def runOutsideCheckout(args, **kwargs):
+    """
+    Run a command from a directory outside the checkout, so that what is
+    found is the installed package, not the source tree.
+    """
+    with tempfile.TemporaryDirectory() as cwd:
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, **kwargs)
+
+
+class PluginTests(SynchronousTestCase):
+
+    def test_S1_pluginFoundInInstalledPackage(self):
+        """
+        S1: getPlugins(IServiceMaker) finds kaazing-promo from the installed
+        package (an editable flat-layout install would hide it).
+        """
+        result = runOutsideCheckout([sys.executable, "-c", (
+            "from twisted.plugin import getPlugins\n"
+            "from twisted.application.service import IServiceMaker\n"
+            "import kaazing_promo\n"
+            "[m] = [m for m in getPlugins(IServiceMaker) if m.tapname == 'kaazing-promo']\n"
+            "print(m.module, kaazing_promo.__file__)\n")])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        module, packageFile = result.stdout.split()
+        self.assertEqual(module, "kaazing_promo.tap")
+        self.assertFalse(packageFile.startswith(ROOT + os.sep), packageFile)
+
+    def test_S1_helpDocumentsEveryOption(self):
+        """
+        S1: `twistd kaazing-promo --help` documents every option.
+        """
+        result = runOutsideCheckout([os.path.join(BIN, "twistd"), "kaazing-promo", "--help"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for option in tap.Options.optParameters:
+            self.assertIn("--" + option[0], result.stdout)
+            self.assertIn(option[3].split()[0], result.stdout)
+
+    def test_badConfigOneLine(self):
+        """
+        A bad configuration: one line naming file and key, exit non-zero, no traceback.
+        """
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+            f.write('user_auth = "off"\n[[listeners]]\nname = "x"\nprotocol = "amqp"\n'
+                    'endpoint = "tcp:0"\nauth = "required"\n')
+        self.addCleanup(os.unlink, f.name)
+        result = runOutsideCheckout([os.path.join(BIN, "twistd"), "-n", "--pidfile=", "kaazing-promo",
+                                     "--config", f.name])
+        self.assertNotEqual(result.returncode, 0)
+        output = result.stdout + result.stderr
+        self.assertNotIn("Traceback", output)
+        [line] = [l for l in output.splitlines() if "kaazing-promo:" in l]
+        self.assertIn(f.name, line)
+        self.assertIn("'x'", line)
+
+
+class ServiceTests(SynchronousTestCase):
+
+    def test_defaultConfiguration(self):
+        """
+        Without --config the packaged default runs: WebSocket and AMQP
+        listeners, the internal realm with the sample users.cnf.
+        """
+        options = tap.Options()
+        options.parseOptions([])
+        service = tap.makeService(options)
+        self.assertEqual(sorted(s.name for s in service), ["amqp", "web"])
+        self.assertEqual(service.config.user_auth, "internal")
+        self.assertGreater(service.portal.checker.userCount, 0)
+
+    def test_configErrorExits(self):
+        options = tap.Options()
+        options.parseOptions(["--config", "/nonexistent.toml"])
+        error = self.assertRaises(SystemExit, tap.makeService, options)
+        self.assertIn("/nonexistent.toml", str(error))
+
+    def test_usersCnfMissingNamesBothPaths(self):
+        """
+        U3: neither users.cnf found → start-up fails naming both paths.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "gateway.toml")
+        with open(path, "w") as f:
+            f.write('user_auth = "internal"\n[[listeners]]\nname = "a"\nprotocol = "amqp"\n'
+                    'endpoint = "tcp:0"\n[promotion]\nuser = "guest"\n[promotion.secrets]\nguest = "guest"\n')
+        options = tap.Options()
+        options.parseOptions(["--config", path, "--apigw-dir", "/opt/apigw"])
+        error = str(self.assertRaises(SystemExit, tap.makeService, options))
+        self.assertIn(os.path.join(directory, "config", "users.cnf"), error)
+        self.assertIn("/opt/apigw/IntegrationServer/instances/default/config/users.cnf", error)
+
+    def test_shippedSocketActivationVariant(self):
+        """
+        The socket-activation configuration differs only in its endpoints.
+        """
+        plain = loadConfig(os.path.join(ROOT, "etc", "gateway.toml"))
+        socket = loadConfig(os.path.join(ROOT, "etc", "gateway-socket.toml"))
+        self.assertEqual([l.endpoint for l in socket.listeners],
+                         ["systemd:domain=INET:index=0", "systemd:domain=INET:index=1"])
+        self.assertEqual(plain.promotion, socket.promotion)
