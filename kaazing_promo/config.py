@@ -8,6 +8,7 @@ directory (the instance directory).
 """
 
 import os
+import re
 import tomllib
 from importlib import resources
 
@@ -94,6 +95,32 @@ class Admin:
 
 
 @attr.s(frozen=True)
+class BrokerAuth:
+    """
+    C{[broker_auth]}: the listener RabbitMQ's HTTP auth backend asks (token mode).
+    """
+
+    endpoint = attr.ib(default=None)
+
+
+@attr.s(frozen=True)
+class Permission:
+    """
+    One C{[[permissions]]} entry: what members of C{group} (or holders of
+    C{access_profile}) may do on C{vhost}.  Regexes are RabbitMQ's.
+    """
+
+    group = attr.ib(default=None)
+    access_profile = attr.ib(default=None)
+    vhost = attr.ib(default="/")
+    configure = attr.ib(default="")
+    write = attr.ib(default="")
+    read = attr.ib(default="")
+    topic = attr.ib(default=None)
+    tags = attr.ib(default=())
+
+
+@attr.s(frozen=True)
 class Config:
     path = attr.ib()
     user_auth = attr.ib(default="off")
@@ -106,6 +133,8 @@ class Config:
     delegated = attr.ib(default=attr.Factory(Delegated))
     promotion = attr.ib(default=attr.Factory(Promotion))
     admin = attr.ib(default=attr.Factory(Admin))
+    broker_auth = attr.ib(default=attr.Factory(BrokerAuth))
+    permissions = attr.ib(default=())
 
     @property
     def instanceDir(self):
@@ -280,12 +309,52 @@ def parseConfig(data, path, apigwDir=None):
     adminConfig = Admin(endpoint=admin.get("endpoint", str))
     admin.finish()
 
+    brokerAuth = _Section(path, "[broker_auth]", top.sub("broker_auth"))
+    brokerAuthConfig = BrokerAuth(endpoint=brokerAuth.get("endpoint", str))
+    brokerAuth.finish()
+    top.used.add("permissions")
+    rawPermissions = data.get("permissions", [])
+    if not isinstance(rawPermissions, list):
+        raise top.error("must be [[permissions]] tables", "permissions")
+    permissions = tuple(_permission(path, index, raw) for index, raw in enumerate(rawPermissions))
+    if promotionConfig.mode == "token" and not brokerAuthConfig.endpoint:
+        raise brokerAuth.error("is required with [promotion] mode = \"token\": the broker asks it about "
+                               "every token", "endpoint")
+
     top.finish()
     return Config(
         path=path, user_auth=userAuth, apigw_dir=apigwDir or fileApigw, workers=workers,
         drain_timeout=drain, broker=brokerConfig, listeners=tuple(listeners),
         internal=internalConfig, delegated=delegatedConfig, promotion=promotionConfig,
-        admin=adminConfig)
+        admin=adminConfig, broker_auth=brokerAuthConfig, permissions=permissions)
+
+
+def _permission(path, index, raw):
+    section = _Section(path, f"[[permissions]] #{index + 1}", raw)
+
+    def regex(key, default):
+        value = section.get(key, str, default)
+        if value is None:
+            return None
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise section.error(f"is not a valid regular expression ({e})", key)
+        return value
+
+    permission = Permission(
+        group=section.get("group", str),
+        access_profile=section.get("access_profile", str),
+        vhost=section.get("vhost", str, "/"),
+        configure=regex("configure", ""),
+        write=regex("write", ""),
+        read=regex("read", ""),
+        topic=regex("topic", None),
+        tags=section.strings("tags"))
+    section.finish()
+    if (permission.group is None) == (permission.access_profile is None):
+        raise section.error("needs exactly one of group or access_profile", "group")
+    return permission
 
 
 def _listener(path, index, raw):
