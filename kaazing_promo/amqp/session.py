@@ -31,7 +31,7 @@ from kaazing_promo.amqp.codec import (
 from kaazing_promo.amqp.frames import VALID_HEADERS, ChannelZeroScanner, FrameReader
 from kaazing_promo.auth.gate import LoginDenied
 from kaazing_promo.errors import PromotionRefused
-from kaazing_promo.ops.audit import auditConnection
+from kaazing_promo.ops.audit import auditConnection, auditOpen
 from kaazing_promo.promotion import AMQPLAIN, PLAIN, chooseMechanism
 
 _CLOSE_OK_WAIT = 1.0
@@ -75,12 +75,13 @@ class GatewaySession:
     @param gate: the L{kaazing_promo.auth.gate.LoginGate} that checks Start-Ok
         credentials; L{None} on an C{auth = "none"} listener.
     @param source: the client's address, for the audit log.
+    @param onFinished: called with the session once both sides are closed.
     """
 
     log = Logger()
 
     def __init__(self, listener, promoter, brokerConnector, clock, startCache,
-                 avatar=None, ownStart=False, gate=None, source="-"):
+                 avatar=None, ownStart=False, gate=None, source="-", onFinished=None):
         self.listener = listener
         self.promoter = promoter
         self.brokerConnector = brokerConnector
@@ -90,6 +91,7 @@ class GatewaySession:
         self.gate = gate
         self.source = source
         self.maxFrameSize = listener.max_frame_size
+        self._onFinished = onFinished
         self.relayStart = not ownStart
         self.state = State.HEADER
         self.client = None
@@ -432,6 +434,8 @@ class GatewaySession:
         self.state = State.PASSTHROUGH
         self.outcome, self.reason = "ok", ""
         self._cancelTimers()
+        auditOpen(self.listener.name, self.source, getattr(self.avatar, "user", None), self.brokerUser,
+                  self.vhost, self.clock.seconds() - self._started)
         self._scanner = ChannelZeroScanner(self._frameMax)
         brokerTransport = self.broker.transport
         clientTransport = self.client.transport
@@ -539,6 +543,8 @@ class GatewaySession:
             self.broker.transport.loseConnection()
         self.broker = None
         self.client.close(failed=failed)
+        if self._onFinished is not None:
+            self._onFinished(self)
         auditConnection(
             self.listener.name, self.source, self.outcome, self.reason,
             getattr(self.avatar, "user", None), self.brokerUser, self.vhost,

@@ -18,6 +18,9 @@ _log = Logger(namespace="kaazing_promo.audit")
 LOGIN_FORMAT = (
     "login {outcome}: listener={listener} source={source} gateway_user={gateway_user} "
     "broker_user={broker_user} vhost={vhost} reason={reason}")
+OPEN_FORMAT = (
+    "connection open: listener={listener} source={source} gateway_user={gateway_user} "
+    "broker_user={broker_user} vhost={vhost} handshake_s={handshake_s:.3f}")
 CONNECTION_FORMAT = (
     "connection {outcome}: listener={listener} source={source} gateway_user={gateway_user} "
     "broker_user={broker_user} vhost={vhost} reason={reason} duration_s={duration_s:.3f} "
@@ -30,6 +33,14 @@ def auditLogin(listener, source, outcome, reason="", gateway_user=None, broker_u
     """
     _log.info(LOGIN_FORMAT, event="login", listener=listener, source=source, outcome=outcome,
               reason=reason, gateway_user=gateway_user, broker_user=broker_user, vhost=vhost)
+
+
+def auditOpen(listener, source, gateway_user, broker_user, vhost, handshake_s):
+    """
+    Record a connection whose handshake finished (the broker's Open-Ok passed).
+    """
+    _log.info(OPEN_FORMAT, event="open", listener=listener, source=source, gateway_user=gateway_user,
+              broker_user=broker_user, vhost=vhost, handshake_s=handshake_s)
 
 
 def auditConnection(listener, source, outcome, reason, gateway_user, broker_user, vhost,

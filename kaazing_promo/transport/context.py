@@ -29,7 +29,9 @@ class ListenerContext:
     def makeSession(self, source, avatar=None, ownStart=False, gate=None):
         session = GatewaySession(
             self.listener, self.promoter, self.brokerConnector, self.clock, self.startCache,
-            avatar=avatar, ownStart=ownStart, gate=gate, source=source)
+            avatar=avatar, ownStart=ownStart, gate=gate, source=source,
+            onFinished=self.sessions.discard)
+        self.sessions.add(session)
         return session
 
     def describe(self, avatar, source):
