@@ -15,6 +15,7 @@ from twisted.python import usage
 from kaazing_promo.amqp.broker import BrokerConnector, BrokerStartCache
 from kaazing_promo.auth.avatar import GatewayRealm
 from kaazing_promo.auth.gate import LoginGate
+from kaazing_promo.auth.lifetime import SessionLifetime
 from kaazing_promo.config import defaultConfigPath, loadConfig
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.promotion import makePromoter
@@ -106,13 +107,16 @@ class GatewayService(service.MultiService):
         self.brokerConnector = BrokerConnector(
             reactor, (config.broker.endpoint,) + tuple(config.broker.fallback_endpoints))
         self.startCache = BrokerStartCache()
+        self.lifetime = None
+        if config.user_auth == "delegated":
+            self.lifetime = SessionLifetime(config.delegated.on_expiry, self.portal.checker, reactor)
         self.contexts = {}
         for listener in config.listeners:
             gate = None
             if listener.auth == "required":
                 gate = LoginGate(self.portal, listener, self.promoter, reactor)
             context = ListenerContext(listener, self.promoter, self.brokerConnector, self.startCache,
-                                      reactor, gate)
+                                      reactor, gate, self.lifetime)
             self.contexts[listener.name] = context
             if listener.protocol == "websocket":
                 factory = buildSite(context)
@@ -161,6 +165,18 @@ class GatewayService(service.MultiService):
         log.info("open-files limit allows about {clients} clients", clients=clients)
         service.MultiService.startService(self)
         self.brokerConnector.probe(self.startCache).addCallback(self._probed)
+
+    def stopService(self):
+        """
+        Stop accepting, close every client with 320 CONNECTION_FORCED, and
+        wait for them for at most C{drain_timeout} seconds.
+        """
+        stopped = service.MultiService.stopService(self)
+        drained = defer.gatherResults(
+            [context.drain("gateway shutting down") for context in self.contexts.values()])
+        drained.addTimeout(self.config.drain_timeout, self.reactor)
+        drained.addErrback(lambda failure: failure.trap(defer.TimeoutError, defer.CancelledError))
+        return defer.gatherResults([stopped, drained])
 
     def _probed(self, answered):
         if answered:

@@ -187,6 +187,12 @@ class NamingDelegate(TwistedDelegate):
     def __init__(self, name):
         TwistedDelegate.__init__(self)
         self.name = name
+        self.serverClosed = defer.Deferred()
+
+    def connection_close(self, ch, msg):
+        if not self.serverClosed.called:
+            self.serverClosed.callback(msg)
+        TwistedDelegate.connection_close(self, ch, msg)
 
     def connection_start(self, ch, msg):
         ch.connection_start_ok(client_properties={"connection_name": self.name},

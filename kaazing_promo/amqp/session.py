@@ -76,12 +76,17 @@ class GatewaySession:
         credentials; L{None} on an C{auth = "none"} listener.
     @param source: the client's address, for the audit log.
     @param onFinished: called with the session once both sides are closed.
+    @param lifetime: the L{kaazing_promo.auth.lifetime.SessionLifetime}
+        watching expiring authentications (X3), or L{None}.
+    @param credentials: C{(user, password)} the client logged in with, kept
+        only when the lifetime revalidates.
     """
 
     log = Logger()
 
     def __init__(self, listener, promoter, brokerConnector, clock, startCache,
-                 avatar=None, ownStart=False, gate=None, source="-", onFinished=None):
+                 avatar=None, ownStart=False, gate=None, source="-", onFinished=None,
+                 lifetime=None, credentials=None):
         self.listener = listener
         self.promoter = promoter
         self.brokerConnector = brokerConnector
@@ -92,6 +97,8 @@ class GatewaySession:
         self.source = source
         self.maxFrameSize = listener.max_frame_size
         self._onFinished = onFinished
+        self.lifetime = lifetime
+        self.credentials = credentials
         self.relayStart = not ownStart
         self.state = State.HEADER
         self.client = None
@@ -229,6 +236,8 @@ class GatewaySession:
         except AMQPError:
             return self._loginFailed(LoginDenied("bad-credentials", "malformed SASL response"), mechanism)
         self.state = State.AUTHENTICATING
+        if self.lifetime is not None and self.lifetime.keepsCredentials:
+            self.credentials = (username, password)
         d = defer.maybeDeferred(self.gate.login, username, password, self.source)
         d.addCallbacks(self._loggedIn, self._loginFailed, errbackArgs=(mechanism,))
         d.addErrback(self._internalError)
@@ -436,6 +445,8 @@ class GatewaySession:
         self._cancelTimers()
         auditOpen(self.listener.name, self.source, getattr(self.avatar, "user", None), self.brokerUser,
                   self.vhost, self.clock.seconds() - self._started)
+        if self.lifetime is not None:
+            self.lifetime.watch(self)
         self._scanner = ChannelZeroScanner(self._frameMax)
         brokerTransport = self.broker.transport
         clientTransport = self.client.transport
@@ -479,6 +490,23 @@ class GatewaySession:
             write(raw)
 
     # -- endings -----------------------------------------------------------
+
+    @property
+    def isOpen(self):
+        """
+        Whether the connection is open end to end (the broker's Open-Ok passed).
+        """
+        return self.state is State.PASSTHROUGH
+
+    def forceClose(self, reason):
+        """
+        Close the connection from the gateway: 320 CONNECTION_FORCED to the
+        client, the broker connection dropped.  For expiry, reload and shutdown.
+        """
+        if self.state in (State.CLOSED, State.CLOSING):
+            return
+        self.outcome, self.reason = "closed", reason
+        self._fail(CONNECTION_FORCED, f"CONNECTION_FORCED - {reason}", log=False)
 
     def _fail(self, replyCode, text, method=None, log=True, classMethod=(0, 0)):
         """
@@ -543,6 +571,9 @@ class GatewaySession:
             self.broker.transport.loseConnection()
         self.broker = None
         self.client.close(failed=failed)
+        self.credentials = None
+        if self.lifetime is not None:
+            self.lifetime.unwatch(self)
         if self._onFinished is not None:
             self._onFinished(self)
         auditConnection(

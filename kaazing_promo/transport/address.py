@@ -14,3 +14,11 @@ def describePeer(address):
     if host is None:
         return str(address)
     return f"{host}:{port}"
+
+
+def hostOf(source):
+    """
+    @param source: a L{describePeer} string.
+    @return: its host part, what per-source limits count.
+    """
+    return source.rsplit(":", 1)[0]

@@ -26,13 +26,19 @@ class AMQPListenerProtocol(protocol.Protocol):
             # Dead peers go (the listener's ping_interval has its WebSocket twin).
             handle.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         context = self.factory.context
+        source = describePeer(self.transport.getPeer())
+        if not context.admits(source):
+            # Over max_connections: refused before any byte, like a full backlog.
+            self.transport.abortConnection()
+            return
         self.session = context.makeSession(
-            source=describePeer(self.transport.getPeer()), ownStart=True,
+            source=source, ownStart=True,
             avatar=None if context.gate else context.anonymous, gate=context.gate)
         self.session.clientConnected(self)
 
     def dataReceived(self, data):
-        self.session.clientDataReceived(data)
+        if self.session is not None:
+            self.session.clientDataReceived(data)
 
     def connectionLost(self, reason):
         if self.session is not None:

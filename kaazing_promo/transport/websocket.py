@@ -25,7 +25,7 @@ from twisted.web import resource, server, static
 
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.auth.gate import LoginDenied
-from kaazing_promo.transport.address import describePeer
+from kaazing_promo.transport.address import describePeer, hostOf
 
 TICKET_TTL = 30.0
 SUBPROTOCOL = "amqp"
@@ -108,31 +108,27 @@ class TicketBook:
         self.ttl = ttl
         self._tickets = {}
 
-    def issue(self, avatar, source):
+    def issue(self, avatar, source, credentials=None):
         self._expire()
         ticket = secrets.token_urlsafe(16)
-        self._tickets[ticket] = (avatar, _host(source), self._clock.seconds() + self.ttl)
+        self._tickets[ticket] = (avatar, hostOf(source), self._clock.seconds() + self.ttl, credentials)
         return ticket
 
     def redeem(self, ticket, source):
         """
-        @return: the avatar the ticket was issued for, or L{None}; a ticket
-            works once.
+        @return: C{(avatar, credentials)} the ticket was issued for, or
+            L{None}; a ticket works once.
         """
         self._expire()
         entry = self._tickets.pop(ticket, None)
-        if entry is None or entry[1] != _host(source):
+        if entry is None or entry[1] != hostOf(source):
             return None
-        return entry[0]
+        return entry[0], entry[3]
 
     def _expire(self):
         now = self._clock.seconds()
-        for ticket in [t for t, (_, _, expires) in self._tickets.items() if expires <= now]:
+        for ticket in [t for t, (_, _, expires, _) in self._tickets.items() if expires <= now]:
             del self._tickets[ticket]
-
-
-def _host(source):
-    return source.rsplit(":", 1)[0]
 
 
 class GatewayWebSocketProtocol(WebSocketServerProtocol):
@@ -157,7 +153,10 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             if not originAllowed(request.headers.get("origin"), request.headers.get("host"),
                                  listener.allowed_origins):
                 raise _Deny(403, "Forbidden")
-            self.avatar = yield self.factory.authenticate(request.headers, request.params, source)
+            if not context.admits(source):
+                raise _Deny(503, "Service Unavailable")
+            self.avatar, self.credentials = yield self.factory.authenticate(
+                request.headers, request.params, source)
         except LoginDenied as e:
             self._deny = denialFor(e)
             raise self._deny
@@ -174,7 +173,9 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         WebSocketServerProtocol.failHandshake(self, reason, code, headers)
 
     def onOpen(self):
-        self.session = self.factory.context.makeSession(avatar=self.avatar, source=self.source)
+        self.session = self.factory.context.makeSession(
+            avatar=self.avatar, source=self.source, credentials=self.credentials)
+        self.credentials = None
         self.session.clientConnected(self)
         # twisted.web's channel registered itself as the transport's
         # producer; after the upgrade the session's pump takes its place.
@@ -229,22 +230,23 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
 
     def authenticate(self, headers, params, source):
         """
-        @return: a L{Deferred} firing with the avatar, failing with
-            L{LoginDenied} or L{_Deny}.
+        @return: a L{Deferred} firing with C{(avatar, credentials)},
+            failing with L{LoginDenied}.
         """
         context = self.context
         if context.gate is None:
-            return defer.succeed(context.anonymous)
+            return defer.succeed((context.anonymous, None))
         tickets = params.get("ticket")
         if tickets:
-            avatar = self.tickets.redeem(tickets[0], source)
-            if avatar is None:
+            redeemed = self.tickets.redeem(tickets[0], source)
+            if redeemed is None:
                 return defer.fail(LoginDenied("bad-credentials", "unknown, used or expired ticket"))
-            return defer.succeed(avatar)
+            return defer.succeed(redeemed)
         credentials = parseBasic(headers.get("authorization"))
         if credentials is None:
             return defer.fail(LoginDenied("bad-credentials", "no credentials"))
-        return context.gate.login(credentials[0], credentials[1], source)
+        d = context.gate.login(credentials[0], credentials[1], source)
+        return d.addCallback(lambda avatar: (avatar, credentials))
 
 
 def _json(request, code, body):
@@ -295,6 +297,7 @@ class _GatewayHTTPResource(resource.Resource):
             return _json(request, 403, {"error": "origin not allowed"})
         source = describePeer(request.getClientAddress())
         context = self.context
+        credentials = None
         if context.gate is None:
             d = defer.succeed(context.anonymous)
         else:
@@ -304,7 +307,7 @@ class _GatewayHTTPResource(resource.Resource):
             d = context.gate.login(credentials[0], credentials[1], source)
 
         def answer(avatar):
-            body = then(avatar, source)
+            body = then(avatar, source, credentials)
             request.write(_json(request, 200, body))
             request.finish()
 
@@ -328,8 +331,10 @@ class TicketResource(_GatewayHTTPResource):
     """
 
     def render_POST(self, request):
-        return self._login(request, lambda avatar, source: {
-            "ticket": self.tickets.issue(avatar, source), "expires_in": int(self.tickets.ttl)})
+        def ticket(avatar, source, credentials):
+            kept = credentials if self.context.keepsCredentials else None
+            return {"ticket": self.tickets.issue(avatar, source, kept), "expires_in": int(self.tickets.ttl)}
+        return self._login(request, ticket)
 
 
 class WhoamiResource(_GatewayHTTPResource):
@@ -338,7 +343,7 @@ class WhoamiResource(_GatewayHTTPResource):
     """
 
     def render_GET(self, request):
-        return self._login(request, self.context.describe)
+        return self._login(request, lambda avatar, source, _: self.context.describe(avatar, source))
 
     render_POST = render_GET
 

@@ -1,0 +1,302 @@
+// The load generator of bench/run: @cloudamqp/amqp-client 4.1.1 on Node,
+// over TCP (AMQPClient) or WebSocket (AMQPWebSocketClient on Node's
+// built-in WebSocket, `node --experimental-websocket`).
+//
+//   node --experimental-websocket bench/load.mjs '<JSON spec>'
+//
+// Prints one JSON line per event on stdout; the last one is the result.
+// Every loop is bounded (a message count or a connection count) and the
+// whole process gives up after spec.timeout seconds.
+//
+// spec = {
+//   scenario: "throughput" | "latency" | "setup" | "hold" | "consume" | "publish",
+//   target: {kind: "tcp", host, port} | {kind: "ws", url},
+//   user, password,            // AMQP PLAIN (TCP) and/or HTTP Basic (WebSocket)
+//   users: [[user, password], ...]   // setup/hold: round-robin over these
+//   basic: true,               // WebSocket: send Authorization: Basic on the upgrade
+//   frameMax: 131072,
+//   size, count, window,       // throughput / latency / publish
+//   concurrency, connections,  // setup / hold
+//   queue,                     // consume / publish: a named queue
+//   timeout                    // seconds, for the whole run
+// }
+
+import { AMQPClient, AMQPWebSocketClient } from "@cloudamqp/amqp-client"
+import { createInterface } from "node:readline"
+
+const spec = JSON.parse(process.argv[2])
+const emit = (obj) => process.stdout.write(JSON.stringify(obj) + "\n")
+const now = () => Number(process.hrtime.bigint()) / 1e6 // ms
+
+const deadline = setTimeout(() => {
+  emit({ error: `timed out after ${spec.timeout} s` })
+  process.exit(3)
+}, (spec.timeout || 120) * 1000)
+deadline.unref()
+
+// Node's WebSocket cannot set headers through the browser API that
+// amqp-client uses; this subclass adds Authorization: Basic (undici's
+// WebSocketInit accepts `headers`).
+let currentHeaders = null
+if (spec.target.kind === "ws") {
+  if (typeof globalThis.WebSocket !== "function") {
+    emit({ error: "no global WebSocket: run node with --experimental-websocket" })
+    process.exit(2)
+  }
+  const Base = globalThis.WebSocket
+  globalThis.WebSocket = class extends Base {
+    constructor(url, protocols) {
+      const init = { protocols: protocols ?? [] }
+      if (currentHeaders) init.headers = currentHeaders
+      super(url, init)
+    }
+  }
+}
+
+function makeClient(user, password) {
+  const t = spec.target
+  const frameMax = spec.frameMax || 131072
+  user = user ?? spec.user ?? "guest"
+  password = password ?? spec.password ?? "guest"
+  if (t.kind === "tcp") {
+    const u = `amqp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${t.host}:${t.port}/?frameMax=${frameMax}`
+    return new AMQPClient(u)
+  }
+  currentHeaders = spec.basic
+    ? { Authorization: "Basic " + Buffer.from(`${user}:${password}`).toString("base64") }
+    : null
+  return new AMQPWebSocketClient({ url: t.url, vhost: "/", username: user, password, frameMax })
+}
+
+async function connect(user, password) {
+  const c = makeClient(user, password)
+  await c.connect()
+  if (c.socket && typeof c.socket.setNoDelay === "function") c.socket.setNoDelay(true)
+  return c
+}
+
+function pct(sorted, p) {
+  if (!sorted.length) return null
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[i]
+}
+
+function cpu() {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1e6
+}
+
+// One connection publishing to and consuming from its own queue.  At most
+// `window` messages are in flight (published, not yet delivered), so the
+// queue stays short and every transport gets the same backpressure.
+async function throughput() {
+  const c = await connect()
+  const ch = await c.channel()
+  const q = await ch.queueDeclare("", { exclusive: true, autoDelete: true })
+  const size = spec.size
+  const count = spec.count
+  const window = spec.window || Math.max(64, Math.min(10000, Math.floor((8 << 20) / size)))
+  const body = Buffer.alloc(size, 0x61)
+  let received = 0
+  let published = 0
+  let resumeWaiter = null
+  let doneResolve
+  const done = new Promise((r) => (doneResolve = r))
+  await ch.basicConsume(q.name, { noAck: true }, (msg) => {
+    received++
+    if (resumeWaiter && published - received < window / 2) {
+      const r = resumeWaiter
+      resumeWaiter = null
+      r()
+    }
+    if (received === count) doneResolve()
+  })
+  const cpu0 = cpu()
+  const t0 = now()
+  let last = null
+  while (published < count) {
+    if (published - received >= window) {
+      await new Promise((r) => (resumeWaiter = r))
+    }
+    last = ch.basicPublish("", q.name, body)
+    published++
+    // Socket-level backpressure: wait for the kernel to take the bytes now and then.
+    if ((published & 255) === 0) await last
+  }
+  await last
+  await done
+  const t1 = now()
+  const cpu1 = cpu()
+  await c.close().catch(() => {})
+  const seconds = (t1 - t0) / 1000
+  return { messages: count, size, seconds, msgPerSec: count / seconds, mbPerSec: (count * size) / seconds / 1e6, window,
+           clientCpuSeconds: cpu1 - cpu0, clientCpuShare: (cpu1 - cpu0) / seconds }
+}
+
+// Sequential publish→delivery round trips on one connection.
+async function latency() {
+  const c = await connect()
+  const ch = await c.channel()
+  const q = await ch.queueDeclare("", { exclusive: true, autoDelete: true })
+  const body = Buffer.alloc(spec.size || 16, 0x61)
+  let waiter = null
+  await ch.basicConsume(q.name, { noAck: true }, () => {
+    const w = waiter
+    waiter = null
+    if (w) w()
+  })
+  const warmup = spec.warmup ?? 200
+  const samples = []
+  for (let i = 0; i < warmup + spec.count; i++) {
+    const p = new Promise((r) => (waiter = r))
+    const t0 = process.hrtime.bigint()
+    ch.basicPublish("", q.name, body)
+    await p
+    const dt = Number(process.hrtime.bigint() - t0) / 1e6
+    if (i >= warmup) samples.push(dt)
+  }
+  await c.close().catch(() => {})
+  samples.sort((a, b) => a - b)
+  return { samples: samples.length, p50ms: pct(samples, 50), p90ms: pct(samples, 90), p99ms: pct(samples, 99),
+           meanMs: samples.reduce((a, b) => a + b, 0) / samples.length, maxMs: samples[samples.length - 1] }
+}
+
+function userAt(i) {
+  const users = spec.users
+  if (users && users.length) return users[i % users.length]
+  return [spec.user, spec.password]
+}
+
+// `connections` connection setups (to Open-Ok) then closes, `concurrency`
+// in flight at a time.
+async function setup() {
+  const total = spec.connections
+  const concurrency = spec.concurrency || 50
+  let next = 0
+  let ok = 0
+  let failed = 0
+  const errors = {}
+  const times = []
+  const t0 = now()
+  async function worker() {
+    while (next < total) {
+      const i = next++
+      const [user, password] = userAt(i)
+      const s = now()
+      let c = null
+      try {
+        c = await connect(user, password)
+        times.push(now() - s)
+        ok++
+      } catch (e) {
+        failed++
+        const key = String(e && e.message || e).slice(0, 120)
+        errors[key] = (errors[key] || 0) + 1
+      }
+      if (c) await c.close().catch(() => {})
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  const seconds = (now() - t0) / 1000
+  times.sort((a, b) => a - b)
+  return { connections: total, ok, failed, seconds, perSec: ok / seconds, concurrency,
+           openP50ms: pct(times, 50), openP99ms: pct(times, 99), errors }
+}
+
+// Open and hold `connections` connections (`concurrency` opens in flight);
+// stop opening once more than `maxFailures` failed.  Then report and wait
+// for a line on stdin (or the timeout) before exiting.
+async function hold() {
+  const total = spec.connections
+  const concurrency = spec.concurrency || 50
+  const maxFailures = spec.maxFailures ?? 50
+  const held = []
+  let next = 0
+  let failed = 0
+  const errors = {}
+  const t0 = now()
+  async function worker() {
+    while (next < total && failed <= maxFailures) {
+      const i = next++
+      const [user, password] = userAt(i)
+      try {
+        const c = await connect(user, password)
+        c.onerror = () => {}
+        held.push(c)
+      } catch (e) {
+        failed++
+        const key = String(e && e.message || e).slice(0, 120)
+        errors[key] = (errors[key] || 0) + 1
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  const seconds = (now() - t0) / 1000
+  // Are they all still alive after a moment?
+  await new Promise((r) => setTimeout(r, 1000))
+  const alive = held.filter((c) => !c.closed).length
+  emit({ event: "held", attempted: next, held: held.length, alive, failed, openSeconds: seconds,
+         perSec: held.length / seconds, errors, rssBytes: process.memoryUsage().rss })
+  await new Promise((resolve) => {
+    const rl = createInterface({ input: process.stdin })
+    rl.on("line", () => resolve())
+    rl.on("close", () => resolve())
+  })
+  const stillAlive = held.filter((c) => !c.closed).length
+  return { held: held.length, alive, stillAlive, failed }
+}
+
+// A consumer on a named queue that reports when it has `count` messages
+// (bench/run stops this process with SIGSTOP to make it a stalled consumer).
+async function consume() {
+  const c = await connect()
+  const ch = await c.channel()
+  await ch.queueDeclare(spec.queue, { durable: false, autoDelete: false })
+  let received = 0
+  let bytes = 0
+  let first = null
+  let doneResolve
+  const done = new Promise((r) => (doneResolve = r))
+  await ch.basicConsume(spec.queue, { noAck: true }, (msg) => {
+    if (first === null) first = now()
+    received++
+    bytes += msg.bodySize
+    if (received === spec.count) doneResolve()
+  })
+  emit({ event: "ready" })
+  await done
+  const seconds = (now() - first) / 1000
+  await ch.queueDelete(spec.queue).catch(() => {})
+  await c.close().catch(() => {})
+  return { received, bytes, drainSeconds: seconds }
+}
+
+async function publish() {
+  const c = await connect()
+  const ch = await c.channel()
+  await ch.queueDeclare(spec.queue, { durable: false, autoDelete: false })
+  const body = Buffer.alloc(spec.size, 0x62)
+  const t0 = now()
+  let last = null
+  for (let i = 0; i < spec.count; i++) {
+    last = ch.basicPublish("", spec.queue, body)
+    if ((i & 15) === 15) await last
+  }
+  await last
+  // A round trip proves the broker has taken every message.
+  await ch.queueDeclare(spec.queue, { passive: true })
+  const seconds = (now() - t0) / 1000
+  await c.close().catch(() => {})
+  return { published: spec.count, bytes: spec.count * spec.size, seconds }
+}
+
+const scenarios = { throughput, latency, setup, hold, consume, publish }
+
+try {
+  const result = await scenarios[spec.scenario]()
+  emit({ result })
+  process.exit(0)
+} catch (e) {
+  emit({ error: String((e && e.stack) || e) })
+  process.exit(1)
+}

@@ -1,0 +1,283 @@
+// The kaazing-promo demo page: log in, get a single-use ticket, open AMQP
+// 0-9-1 over WebSocket through the gateway, declare a server-named exclusive
+// queue, publish what the user types and show what arrives.
+//
+// Everything that came from the user, the gateway or the broker is put on
+// the page with textContent, never innerHTML.
+
+import { GatewayWebSocketClient } from "./amqp-gateway-client.js"
+
+const ENDPOINT = (document.querySelector('meta[name="amqp-endpoint"]')?.content || "/amqp").replace(/\/+$/, "")
+const CONNECTION_NAME = "kaazing-promo demo page"
+
+const $ = (id) => document.getElementById(id)
+const ui = {
+  loginPanel: $("login-panel"),
+  loginForm: $("login-form"),
+  user: $("user"),
+  password: $("password"),
+  loginButton: $("login-button"),
+  status: $("status"),
+  sessionPanel: $("session-panel"),
+  whoUser: $("who-user"),
+  whoBrokerUser: $("who-broker-user"),
+  whoVhost: $("who-vhost"),
+  whoGroups: $("who-groups"),
+  queueName: $("queue-name"),
+  publishForm: $("publish-form"),
+  message: $("message"),
+  publishButton: $("publish-button"),
+  disconnectButton: $("disconnect-button"),
+  messages: $("messages"),
+  noMessages: $("no-messages"),
+}
+
+let session = null // { client, channel, queue }
+
+/**
+ * Show one line of status. `kind` is info | ok | error; `code` is a short
+ * machine-readable reason (401, 403, 429, 503, broker-down, …) the browser
+ * test reads; `state` is idle | connecting | connected.
+ */
+function setStatus(text, { kind = "info", code = "", state } = {}) {
+  ui.status.textContent = text
+  ui.status.dataset.kind = kind
+  ui.status.dataset.code = code
+  if (state) ui.status.dataset.state = state
+}
+
+/** `Authorization: Basic …` for a user name and password, UTF-8 encoded. */
+function basicAuthorization(user, password) {
+  const bytes = new TextEncoder().encode(`${user}:${password}`)
+  let binary = ""
+  for (const byte of bytes) binary += String.fromCharCode(byte)
+  return `Basic ${btoa(binary)}`
+}
+
+/** An error to show, with the status code it stands for. */
+class PageError extends Error {
+  constructor(message, code) {
+    super(message)
+    this.code = code
+  }
+}
+
+/**
+ * POST <endpoint>/ticket or GET <endpoint>/whoami with the typed credentials.
+ * credentials: "omit" keeps any cookie or cached HTTP credentials out of it;
+ * the gateway answers a failed login without a Basic challenge, so the
+ * browser never pops its own login dialog over the page.
+ */
+async function gatewayRequest(method, what, authorization) {
+  let response
+  try {
+    response = await fetch(`${ENDPOINT}/${what}`, {
+      method,
+      credentials: "omit",
+      cache: "no-store",
+      headers: { Authorization: authorization },
+    })
+  } catch {
+    throw new PageError("Cannot reach the gateway. Is it running?", "network")
+  }
+  if (response.ok) return response.json()
+  switch (response.status) {
+    case 401:
+      throw new PageError("Wrong user name or password.", "401")
+    case 403:
+      throw new PageError("You are not authorized to use this gateway (your account lacks a required group, "
+        + "or this page's origin is not allowed).", "403")
+    case 429: {
+      const wait = parseInt(response.headers.get("Retry-After") || "", 10)
+      const when = Number.isFinite(wait) ? `in ${wait} second${wait === 1 ? "" : "s"}` : "in a minute"
+      throw new PageError(`Too many failed attempts. Try again ${when}.`, "429")
+    }
+    case 503:
+      throw new PageError("The gateway cannot check passwords right now. Try again later.", "503")
+    default:
+      throw new PageError(`The gateway answered HTTP ${response.status}.`, String(response.status))
+  }
+}
+
+/** Explain why the AMQP connection failed or ended. */
+function describeConnectionError(error) {
+  // Before Open-Ok the library rejects connect() with the WebSocket's own
+  // close or error event; afterwards it reports an AMQPError.
+  if (typeof CloseEvent !== "undefined" && error instanceof CloseEvent) {
+    return closeCodeError(error.code)
+  }
+  if (error instanceof Event) {
+    return new PageError("The gateway refused the WebSocket connection (an expired ticket?) "
+      + "or could not be reached. Log in again.", "ws-refused")
+  }
+  const message = String(error?.message ?? error)
+  const notClean = /not cleanly closed \((\d+)\)/.exec(message)
+  if (notClean) return closeCodeError(Number(notClean[1]))
+  const amqpClose = /^connection closed: (.*) \((\d+)\)$/.exec(message)
+  if (amqpClose) {
+    return new PageError(`The broker closed the connection: ${amqpClose[1]} (AMQP ${amqpClose[2]}).`,
+      `amqp-${amqpClose[2]}`)
+  }
+  return new PageError(`Connection error: ${message}`, "amqp-error")
+}
+
+function closeCodeError(code) {
+  if (code === 1011) {
+    return new PageError("The gateway could not reach the message broker (is RabbitMQ running?).", "broker-down")
+  }
+  if (code === 1006) {
+    return new PageError("The connection to the gateway was lost.", "connection-lost")
+  }
+  return new PageError(`The gateway closed the connection (WebSocket close ${code}).`, `ws-${code}`)
+}
+
+function webSocketURL(ticket) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:"
+  return `${scheme}//${location.host}${ENDPOINT}?ticket=${encodeURIComponent(ticket)}`
+}
+
+function showIdentity(whoami, queueName) {
+  ui.whoUser.textContent = whoami.user ?? ""
+  ui.whoBrokerUser.textContent = whoami.broker_user ?? "(none)"
+  ui.whoVhost.textContent = whoami.vhost ?? "/"
+  ui.whoGroups.textContent = (whoami.groups || []).join(", ") || "(none)"
+  ui.queueName.textContent = queueName
+}
+
+function showMessage(text) {
+  const item = document.createElement("li")
+  const time = document.createElement("time")
+  const now = new Date()
+  time.dateTime = now.toISOString()
+  time.textContent = now.toLocaleTimeString()
+  const body = document.createElement("span")
+  body.className = "body"
+  body.textContent = text
+  item.append(time, " ", body)
+  ui.messages.append(item)
+  ui.noMessages.hidden = true
+}
+
+function setLoggedIn(loggedIn) {
+  ui.loginPanel.hidden = loggedIn
+  ui.sessionPanel.hidden = !loggedIn
+  ui.loginButton.disabled = false
+  ui.user.disabled = false
+  ui.password.disabled = false
+  if (loggedIn) {
+    ui.message.focus()
+  } else {
+    ui.password.focus()
+  }
+}
+
+function endSession(error) {
+  if (session === null) return
+  session = null
+  ui.messages.replaceChildren()
+  ui.noMessages.hidden = false
+  setLoggedIn(false)
+  if (error) {
+    const explained = describeConnectionError(error)
+    setStatus(explained.message, { kind: "error", code: explained.code, state: "idle" })
+  }
+}
+
+async function logIn(user, password) {
+  const authorization = basicAuthorization(user, password)
+  setStatus("Checking your password…", { state: "connecting" })
+  const { ticket } = await gatewayRequest("POST", "ticket", authorization)
+  const whoami = await gatewayRequest("GET", "whoami", authorization)
+
+  setStatus("Opening the AMQP connection…", { state: "connecting" })
+  // The gateway authenticated the person already (the ticket) and replaces
+  // whatever credentials the AMQP library sends with the promoted identity,
+  // so these two are placeholders that never reach the broker.
+  const client = new GatewayWebSocketClient(webSocketURL(ticket), "/", "ignored", "ignored", CONNECTION_NAME)
+  try {
+    await client.connect()
+  } catch (error) {
+    throw describeConnectionError(error)
+  }
+  const current = { client }
+  session = current
+  client.onerror = (error) => {
+    if (session !== current) return
+    if (client.closed) {
+      endSession(error)
+    } else {
+      // A channel error: the connection itself is still up.
+      const explained = describeConnectionError(error)
+      setStatus(explained.message, { kind: "error", code: explained.code })
+    }
+  }
+  const channel = await client.channel()
+  // A server-named queue only this connection can use, gone when it closes.
+  const queue = await channel.queueDeclare("", { exclusive: true, autoDelete: true, durable: false })
+  await channel.basicConsume(queue.name, { noAck: true }, (msg) => {
+    showMessage(msg.bodyToString() ?? "")
+  })
+  current.channel = channel
+  current.queue = queue.name
+  showIdentity(whoami, queue.name)
+  setLoggedIn(true)
+  setStatus(`Connected as ${whoami.user}; the broker sees ${whoami.broker_user ?? "the promoted user"}.`,
+    { kind: "ok", state: "connected" })
+}
+
+ui.loginForm.addEventListener("submit", async (event) => {
+  event.preventDefault()
+  const user = ui.user.value.trim()
+  const password = ui.password.value
+  if (!user || !password) return
+  ui.loginButton.disabled = true
+  ui.user.disabled = true
+  ui.password.disabled = true
+  try {
+    await logIn(user, password)
+    ui.password.value = ""
+  } catch (error) {
+    if (session) {
+      const { client } = session
+      session = null
+      client.close().catch(() => {})
+    }
+    const explained = error instanceof PageError ? error : describeConnectionError(error)
+    setStatus(explained.message, { kind: "error", code: explained.code, state: "idle" })
+    setLoggedIn(false)
+  }
+})
+
+ui.publishForm.addEventListener("submit", async (event) => {
+  event.preventDefault()
+  if (session === null || !session.channel) return
+  const text = ui.message.value
+  if (!text) return
+  try {
+    // The default exchange routes by queue name: straight back to us.
+    await session.channel.basicPublish("", session.queue, text, { contentType: "text/plain" })
+    ui.message.value = ""
+    setStatus(`Published ${text.length} character${text.length === 1 ? "" : "s"}.`,
+      { kind: "ok", state: "connected" })
+  } catch (error) {
+    const explained = describeConnectionError(error)
+    setStatus(`Publish failed: ${explained.message}`, { kind: "error", code: explained.code })
+  }
+})
+
+ui.disconnectButton.addEventListener("click", async () => {
+  if (session === null) return
+  const { client } = session
+  session = null
+  try {
+    await client.close()
+  } catch {
+    // Already gone: nothing to do.
+  }
+  ui.messages.replaceChildren()
+  ui.noMessages.hidden = false
+  setLoggedIn(false)
+  setStatus("Disconnected.", { state: "idle" })
+})
+
+ui.user.focus()

@@ -1,0 +1,336 @@
+"""
+Authentication and identity promotion against the real RabbitMQ, over both
+listeners: the broker sees the promoted identity and nothing else.
+
+Each test class creates its own broker users and vhosts with unique names
+(one rabbitmqctl call) and removes them afterwards.
+"""
+
+import json
+import os
+
+import treq
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from txamqp.client import ConnectionClosed
+from zope.interface.verify import verifyObject
+
+from kaazing_promo.auth.passhash import makeHash
+from kaazing_promo.auth.userscnf import UserEntry, renderUsersCnf
+from kaazing_promo.interfaces import IIdentityPromoter
+from tests.support import (
+    ConnectionRefusedWS, IntegrationTestCase, basicHeader, brokerConnectionUsers, closeClient, connectTCP,
+    connectWebSocket, createUsers, deleteUsers, gatewayConfig, rabbitmqctl, roundTrip, uniqueName)
+
+PASSWORDS = {"joe.smith": "joe-password", "alice": "alice-password"}
+
+
+def writeUsersCnf(directory, users):
+    """
+    A users.cnf in the real shape: C{users} maps name → (password, groups).
+    """
+    os.makedirs(os.path.join(directory, "config"), exist_ok=True)
+    path = os.path.join(directory, "config", "users.cnf")
+    entries = [UserEntry(name, makeHash(password, iterations=1000), frozenset(groups), True)
+               for name, (password, groups) in users.items()]
+    with open(path, "wb") as f:
+        f.write(renderUsersCnf(entries, {}))
+    return path
+
+
+class RawHTTP(protocol.Protocol):
+    """
+    Sends one raw request and collects the whole response.
+    """
+
+    def __init__(self, request):
+        self.request = request
+        self.data = b""
+        self.done = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.request)
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def connectionLost(self, reason):
+        self.done.callback(self.data)
+
+
+@defer.inlineCallbacks
+def rawRequest(port, request):
+    proto = RawHTTP(request)
+    yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
+    response = yield proto.done
+    return response
+
+
+def upgradeRequest(headers=b""):
+    return (b"GET /amqp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + headers + b"\r\n")
+
+
+class PromotionTestCase(IntegrationTestCase):
+    """
+    A gateway with the internal realm over a users.cnf made for the test,
+    both listeners requiring authentication.
+    """
+
+    listenerOptions = {}
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.smithj = uniqueName("smithj")
+        self.webuser = uniqueName("webuser")
+        self.vhostA, self.vhostB = uniqueName("vhost-a"), uniqueName("vhost-b")
+        yield createUsers({self.smithj: "smithj-pw", self.webuser: "webuser-pw"}, [self.vhostA, self.vhostB])
+        self.addCleanup(deleteUsers, [self.smithj, self.webuser], [self.vhostA, self.vhostB])
+        self.directory = self.mktemp()
+        writeUsersCnf(self.directory, self.users())
+        yield self.startGateway(gatewayConfig(self.directory, **self.configuration()))
+
+    def users(self):
+        return {"joe.smith": (PASSWORDS["joe.smith"], ["Tyche"]), "alice": (PASSWORDS["alice"], ["Everyone"])}
+
+    def listeners(self):
+        return [dict(name="web", protocol="websocket", endpoint="tcp:0:interface=127.0.0.1",
+                     **self.listenerOptions),
+                dict(name="amqp", protocol="amqp", endpoint="tcp:0:interface=127.0.0.1", **self.listenerOptions)]
+
+    def configuration(self):
+        return dict(user_auth="internal", listeners=self.listeners(), promotion={
+            "mode": "mapping", "map": {"joe.smith": self.smithj, "alice": self.webuser},
+            "secrets": {self.smithj: "smithj-pw", self.webuser: "webuser-pw"}})
+
+    def connect(self, listener, user, password, **kwargs):
+        """
+        Connect as C{user} through C{listener}: on the WebSocket listener
+        the gateway credentials go in the upgrade and the AMQP client sends
+        mallory/xyz; on the AMQP listener they are the SASL credentials.
+        """
+        if listener == "web":
+            return connectWebSocket(self.ports["web"], headers=basicHeader(user, password), **kwargs)
+        return connectTCP(self.ports["amqp"], user, password, **kwargs)
+
+
+class MappingTests(PromotionTestCase):
+
+    @defer.inlineCallbacks
+    def test_P4_mappedIdentityOverBothListeners(self):
+        """
+        P4: joe.smith authenticated at the gateway reaches the broker as
+        smithj, although the WebSocket client's AMQP library sent mallory/xyz.
+        """
+        for listener in ("web", "amqp"):
+            name = uniqueName(listener)
+            client = yield self.connect(listener, "joe.smith", PASSWORDS["joe.smith"], name=name)
+            users = yield brokerConnectionUsers(name)
+            self.assertEqual(users, [self.smithj], listener)
+            received = yield roundTrip(client, [b"promoted"])
+            self.assertEqual(received, [b"promoted"])
+            yield closeClient(client)
+
+    @defer.inlineCallbacks
+    def test_P1_noCredentials(self):
+        """
+        P1: no credentials on the upgrade → 401 with a WWW-Authenticate
+        challenge; the broker never sees a connection.
+        """
+        response = yield rawRequest(self.ports["web"], upgradeRequest())
+        status, _, rest = response.partition(b"\r\n")
+        self.assertIn(b" 401 ", status)
+        self.assertIn(b'WWW-Authenticate: Basic realm="kaazing-promo"', rest)
+
+    @defer.inlineCallbacks
+    def test_P1_wrongPassword(self):
+        """
+        P1/U2: a wrong password is refused at the upgrade (401) and with
+        Close 403 on the AMQP listener; nothing reaches the broker.
+        """
+        name = uniqueName("wrong")
+        error = yield self.assertFailure(
+            connectWebSocket(self.ports["web"], headers=basicHeader("joe.smith", "nope"), name=name),
+            ConnectionRefusedWS)
+        self.assertIn("401", str(error))
+        error = yield self.assertFailure(connectTCP(self.ports["amqp"], "joe.smith", "nope", name=name), Exception)
+        self.assertIn("403", str(error))
+        users = yield brokerConnectionUsers(name)
+        self.assertEqual(users, [])
+
+    @defer.inlineCallbacks
+    def test_U2_unknownUserLikeWrongPassword(self):
+        """
+        U2: an unknown user fails exactly like a wrong password.
+        """
+        wrong = yield rawRequest(self.ports["web"], upgradeRequest(
+            b"Authorization: " + basicHeader("joe.smith", "nope")["Authorization"].encode() + b"\r\n"))
+        unknown = yield rawRequest(self.ports["web"], upgradeRequest(
+            b"Authorization: " + basicHeader("nobody", "nope")["Authorization"].encode() + b"\r\n"))
+        self.assertEqual(wrong, unknown)
+
+    @defer.inlineCallbacks
+    def test_ticketFlow(self):
+        """
+        Browsers: POST <path>/ticket with Basic → a single-use ticket that
+        opens the WebSocket; a second use is refused.
+        """
+        url = f"http://127.0.0.1:{self.ports['web']}/amqp/ticket"
+        response = yield treq.post(url, auth=("joe.smith", PASSWORDS["joe.smith"]), persistent=False)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
+        body = json.loads((yield response.content()))
+        self.assertEqual(body["expires_in"], 30)
+        name = uniqueName("ticket")
+        client = yield connectWebSocket(self.ports["web"], query=f"?ticket={body['ticket']}", name=name)
+        users = yield brokerConnectionUsers(name)
+        self.assertEqual(users, [self.smithj])
+        yield closeClient(client)
+        error = yield self.assertFailure(
+            connectWebSocket(self.ports["web"], query=f"?ticket={body['ticket']}"), ConnectionRefusedWS)
+        self.assertIn("401", str(error))
+
+    @defer.inlineCallbacks
+    def test_ticketRefusedWithoutChallenge(self):
+        """
+        A failed ticket request is 401 JSON without a Basic challenge (which
+        would open the browser's own login dialog).
+        """
+        url = f"http://127.0.0.1:{self.ports['web']}/amqp/ticket"
+        response = yield treq.post(url, auth=("joe.smith", "nope"), persistent=False)
+        self.assertEqual(response.code, 401)
+        self.assertIsNone(response.headers.getRawHeaders("www-authenticate"))
+        yield response.content()
+
+    @defer.inlineCallbacks
+    def test_whoami(self):
+        url = f"http://127.0.0.1:{self.ports['web']}/amqp/whoami"
+        response = yield treq.get(url, auth=("joe.smith", PASSWORDS["joe.smith"]), persistent=False)
+        body = json.loads((yield response.content()))
+        self.assertEqual(body, {"user": "joe.smith", "broker_user": self.smithj, "vhost": "/",
+                                "groups": ["Tyche"]})
+
+    @defer.inlineCallbacks
+    def test_P7_updateSecretRefused(self):
+        """
+        P7: Connection.Update-Secret from the client is refused with 530;
+        the broker connection is gone.
+        """
+        for listener in ("web", "amqp"):
+            name = uniqueName(listener)
+            client = yield self.connect(listener, "joe.smith", PASSWORDS["joe.smith"], name=name)
+            channel0 = yield client.channel(0)
+            update = channel0.connection_update_secret(new_secret=b"mallory", reason="escape")
+            close = yield client.delegate.serverClosed
+            yield self.assertFailure(update, ConnectionClosed)
+            self.assertEqual(close.reply_code, 530)
+            users = yield brokerConnectionUsers(name)
+            self.assertEqual(users, [])
+
+
+class UnmappedTests(PromotionTestCase):
+
+    @defer.inlineCallbacks
+    def test_P4_unmappedRefusedBeforeBroker(self):
+        """
+        P4: a user without a map entry is refused with 403 before any AMQP
+        byte, at the upgrade and at Start-Ok.
+        """
+        self.gateway.promoter._map.pop("alice")
+        error = yield self.assertFailure(
+            connectWebSocket(self.ports["web"], headers=basicHeader("alice", PASSWORDS["alice"])),
+            ConnectionRefusedWS)
+        self.assertIn("403", str(error))
+        error = yield self.assertFailure(connectTCP(self.ports["amqp"], "alice", PASSWORDS["alice"]), Exception)
+        self.assertIn("403", str(error))
+
+
+class RequireGroupsTests(PromotionTestCase):
+    listenerOptions = {"require_groups": ["Tyche"]}
+
+    @defer.inlineCallbacks
+    def test_X2_outsideRequiredGroups(self):
+        """
+        X2: authenticated but outside require_groups → 403 at the upgrade,
+        Close 403 on the AMQP listener; members get through.
+        """
+        error = yield self.assertFailure(
+            connectWebSocket(self.ports["web"], headers=basicHeader("alice", PASSWORDS["alice"])),
+            ConnectionRefusedWS)
+        self.assertIn("403", str(error))
+        error = yield self.assertFailure(connectTCP(self.ports["amqp"], "alice", PASSWORDS["alice"]), Exception)
+        self.assertIn("403", str(error))
+        for listener in ("web", "amqp"):
+            client = yield self.connect(listener, "joe.smith", PASSWORDS["joe.smith"])
+            yield closeClient(client)
+
+
+class ConsolidatedTests(PromotionTestCase):
+
+    def configuration(self):
+        return dict(user_auth="internal", listeners=self.listeners(), promotion={
+            "mode": "consolidated", "user": self.webuser, "secrets": {self.webuser: "webuser-pw"}})
+
+    @defer.inlineCallbacks
+    def test_P5_everyoneIsOneAccount(self):
+        """
+        P5: every authenticated user reaches the broker as the one account.
+        """
+        for user in ("joe.smith", "alice"):
+            for listener in ("web", "amqp"):
+                name = uniqueName(listener)
+                client = yield self.connect(listener, user, PASSWORDS[user], name=name)
+                users = yield brokerConnectionUsers(name)
+                self.assertEqual(users, [self.webuser])
+                yield closeClient(client)
+
+
+class WrongBrokerPasswordTests(PromotionTestCase):
+
+    def configuration(self):
+        return dict(user_auth="internal", listeners=self.listeners(), promotion={
+            "mode": "consolidated", "user": self.webuser, "secrets": {self.webuser: "not-the-password"}})
+
+    @defer.inlineCallbacks
+    def test_P3_brokerRefusesPromotedLogin(self):
+        """
+        P3: the broker authenticates the promoted identity itself; a wrong
+        broker password reaches the client as ACCESS_REFUSED, promptly.
+        """
+        for listener in ("web", "amqp"):
+            started = reactor.seconds()
+            error = yield self.assertFailure(
+                self.connect(listener, "joe.smith", PASSWORDS["joe.smith"]), Exception)
+            self.assertIn("ACCESS_REFUSED", str(error))
+            self.assertLess(reactor.seconds() - started, 5)
+
+
+class IdentityAndVhostTests(PromotionTestCase):
+
+    def users(self):
+        return {self.smithj: ("smithj-gateway-pw", ["Tyche"])}
+
+    def configuration(self):
+        return dict(user_auth="internal", listeners=self.listeners(), promotion={
+            "mode": "identity", "vhost": self.vhostA, "secrets": {self.smithj: "smithj-pw"}})
+
+    def test_S4_promoterInterface(self):
+        verifyObject(IIdentityPromoter, self.gateway.promoter)
+
+    @defer.inlineCallbacks
+    def test_P6_identityAndPinnedVhost(self):
+        """
+        P6: the gateway user name is the broker user name.  A client pinned
+        to vhost A that asks for B is in A.
+        """
+        for listener in ("web", "amqp"):
+            name = uniqueName(listener)
+            client = yield self.connect(listener, self.smithj, "smithj-gateway-pw", name=name,
+                                        vhost=self.vhostB)
+            output = yield rabbitmqctl("list_connections", "user", "vhost", "client_properties",
+                                       "--no-table-headers")
+            [line] = [line for line in output.splitlines() if name in line]
+            user, vhost = line.split("\t")[:2]
+            self.assertEqual((user, vhost), (self.smithj, self.vhostA))
+            yield closeClient(client)
