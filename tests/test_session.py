@@ -77,7 +77,7 @@ class FakeGate:
 
     def login(self, username, password, source):
         self.logins.append((username, password, source))
-        return self.result
+        return self.result() if callable(self.result) else self.result
 
 
 def methods(data):

@@ -52,10 +52,12 @@ class FrameReader:
             frameType, channel, size = _HEADER.unpack_from(buffer, offset)
             total = HEADER_SIZE + size + 1
             if total > self.maxFrameSize:
+                buffer.clear()
                 raise AMQPError(FRAME_ERROR, f"frame of {total} bytes exceeds the limit of {self.maxFrameSize}")
             if len(buffer) - offset < total:
                 break
             if buffer[offset + total - 1] != FRAME_END:
+                buffer.clear()
                 raise AMQPError(FRAME_ERROR, "frame does not end with the frame-end octet")
             raw = bytes(buffer[offset:offset + total])
             frames.append((frameType, channel, raw[HEADER_SIZE:-1], raw))

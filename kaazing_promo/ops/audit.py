@@ -8,12 +8,21 @@ plain twistd log shows them as well as a JSON observer.  No field ever holds
 a secret.
 """
 
-from twisted.logger import Logger
+from twisted.application import service
+from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
+
+from kaazing_promo.errors import ConfigError
+
+AUDIT_NAMESPACE = "kaazing_promo.audit"
 
 OUTCOMES = ("ok", "bad-credentials", "unauthorized", "realm-error", "rate-limited",
             "broker-refused", "closed")
 
-_log = Logger(namespace="kaazing_promo.audit")
+#: The reason of a connection that ended because no broker endpoint could be
+#: reached (outcome C{broker-refused}); the metrics count these.
+BROKER_UNREACHABLE = "broker unreachable"
+
+_log = Logger(namespace=AUDIT_NAMESPACE)
 
 LOGIN_FORMAT = (
     "login {outcome}: listener={listener} source={source} gateway_user={gateway_user} "
@@ -51,3 +60,55 @@ def auditConnection(listener, source, outcome, reason, gateway_user, broker_user
     _log.info(CONNECTION_FORMAT, event="connection", listener=listener, source=source,
               outcome=outcome, reason=reason, gateway_user=gateway_user, broker_user=broker_user,
               vhost=vhost, duration_s=duration_s, bytes_in=bytes_in, bytes_out=bytes_out)
+
+
+def isAuditEvent(event):
+    """
+    @return: whether the log event C{event} is an audit event.
+    """
+    return event.get("log_namespace") == AUDIT_NAMESPACE
+
+
+class AuditJSONService(service.Service):
+    """
+    Writes the audit events, and only those, to a file as JSON lines
+    (twistd's C{--audit-json FILE}): one L{twisted.logger.eventAsJSON}
+    object per line, readable back with
+    L{twisted.logger.eventsFromJSONLogFile}.
+
+    The file is opened (appended to) when the service is made, so that a
+    path that cannot be written stops start-up with one line.
+    """
+
+    def __init__(self, path, publisher=None):
+        """
+        @raise ConfigError: C{path} cannot be opened for appending.
+        """
+        self.path = path
+        self._publisher = globalLogPublisher if publisher is None else publisher
+        self._open()
+
+    def _open(self):
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"--audit-json {self.path}: cannot open it for appending ({e.strerror}); "
+                              "create its directory or give a path the gateway's user may write")
+        # An empty record separator makes it JSON lines, not RFC 7464's
+        # record-separator-prefixed sequences.
+        self._json = jsonFileLogObserver(self._file, recordSeparator="")
+
+    def observe(self, event):
+        if isAuditEvent(event):
+            self._json(event)
+
+    def startService(self):
+        if self._file.closed:
+            self._open()
+        service.Service.startService(self)
+        self._publisher.addObserver(self.observe)
+
+    def stopService(self):
+        self._publisher.removeObserver(self.observe)
+        self._file.close()
+        return service.Service.stopService(self)
