@@ -89,3 +89,51 @@ class IPromoterFactory(Interface):
         @param secrets: a L{kaazing_promo.secrets.SecretStore}.
         @return: an L{IIdentityPromoter}.
         """
+
+
+class ITokenBook(Interface):
+    """
+    Token mode's single-use broker passwords: minted by the promoter,
+    redeemed when the broker asks the C{[broker_auth]} server, and the
+    grants (groups, access profiles, pinned vhost) they carry.
+    """
+
+    permissions = Attribute("The L{kaazing_promo.permissions.PermissionTable} in force.")
+
+    def setPermissions(permissions):
+        """
+        Take the C{[[permissions]]} entries (at start-up and on reload).
+        """
+
+    def mint(brokerUser, avatar, vhost=None):
+        """
+        @return: a L{kaazing_promo.secrets.Secret}: a fresh token for
+            C{brokerUser}, carrying C{avatar}'s grant.
+        """
+
+    def redeem(username, password):
+        """
+        Spend a token: the first ask of a valid, unexpired token minted for
+        C{username} returns its L{kaazing_promo.permissions.Grant}; anything
+        else (a second ask included) returns L{None}.
+        """
+
+    def grantFor(tags):
+        """
+        @param tags: the space-separated tags the broker sends with a vhost,
+            resource or topic question.
+        @return: the grant a redeemed token named in them, or L{None}.
+        """
+
+    def tagsFor(grant):
+        """
+        @return: the tags (L{list} of L{str}) the user answer gives for C{grant}.
+        """
+
+
+class ITokenPromoter(IIdentityPromoter):
+    """
+    A promoter whose broker passwords are tokens the C{[broker_auth]} server redeems.
+    """
+
+    tokenBook = Attribute("The L{ITokenBook} it mints from.")

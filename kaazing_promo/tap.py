@@ -16,8 +16,12 @@ from kaazing_promo.amqp.broker import BrokerConnector, BrokerStartCache
 from kaazing_promo.auth.avatar import GatewayRealm
 from kaazing_promo.auth.gate import LoginGate
 from kaazing_promo.auth.lifetime import SessionLifetime
+from kaazing_promo.brokerauth import buildBrokerAuthService
 from kaazing_promo.config import defaultConfigPath, loadConfig
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.ops.admin import buildAdminService
+from kaazing_promo.ops.audit import AuditJSONService
+from kaazing_promo.ops.reload import ReloadService
 from kaazing_promo.promotion import makePromoter
 from kaazing_promo.secrets import SecretStore
 from kaazing_promo.transport.context import ListenerContext
@@ -28,7 +32,7 @@ log = Logger(namespace="kaazing_promo")
 
 
 class Options(usage.Options):
-    synopsis = "[--config FILE] [--apigw-dir DIR]"
+    synopsis = "[--config FILE] [--apigw-dir DIR] [--audit-json FILE]"
     longdesc = (
         "Run the kaazing-promo gateway: WebSocket and AMQP 0-9-1 listeners that "
         "authenticate the person (user_auth internal or delegated) and promote that "
@@ -42,6 +46,9 @@ class Options(usage.Options):
         ["apigw-dir", None, None,
          "The API Gateway installation directory; users.cnf is looked up under it after "
          "<config dir>/config/users.cnf (wins over apigw_dir in the file)."],
+        ["audit-json", None, None,
+         "Also write the audit events (one per login decision and per connection) to this "
+         "file as JSON lines, appended; the text log keeps them too. Never holds a secret."],
     ]
 
     def postOptions(self):
@@ -96,7 +103,11 @@ class GatewayService(service.MultiService):
     The whole gateway: one child service per listener.
     """
 
-    def __init__(self, config, reactor):
+    def __init__(self, config, reactor, apigwDir=None):
+        """
+        @param apigwDir: C{--apigw-dir}, which every reload of the
+            configuration file honours as start-up did.
+        """
         service.MultiService.__init__(self)
         self.config = config
         self.reactor = reactor
@@ -132,6 +143,17 @@ class GatewayService(service.MultiService):
             # A port that cannot be bound stops start-up instead of being logged.
             listenerService._raiseSynchronously = True
             listenerService.setServiceParent(self)
+        # Token mode: the listener RabbitMQ's HTTP auth backend asks about the promoter's tokens.
+        self.brokerAuth = buildBrokerAuthService(self)
+        if self.brokerAuth is not None:
+            self.brokerAuth.setServiceParent(self)
+        # Operations: the admin listener (only with [admin] endpoint) and
+        # reloads on SIGHUP or a changed users.cnf.
+        self.admin = buildAdminService(self)
+        if self.admin is not None:
+            self.admin.setServiceParent(self)
+        self.reloader = ReloadService(self, apigwDir)
+        self.reloader.setServiceParent(self)
 
     def whenListening(self):
         """
@@ -193,6 +215,9 @@ def makeService(options):
     from twisted.internet import reactor
     try:
         config = loadConfig(options["config"], options["apigw-dir"])
-        return GatewayService(config, reactor)
+        gateway = GatewayService(config, reactor, apigwDir=options["apigw-dir"])
+        if options["audit-json"]:
+            AuditJSONService(options["audit-json"]).setServiceParent(gateway)
+        return gateway
     except ConfigError as e:
         raise SystemExit(f"kaazing-promo: {e}")

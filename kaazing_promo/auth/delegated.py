@@ -265,9 +265,12 @@ class DelegatedChecker:
     requests run at once and at most C{maxConcurrent * 4} logins wait.
 
     @ivar url: the full authenticate URL requests are posted to.
+    @ivar metrics: an L{kaazing_promo.ops.metrics.IRealmMetrics} told about
+        each request's duration and each cache lookup, or L{None}.
     """
 
     credentialInterfaces = (IUsernamePassword,)
+    metrics = None
 
     def __init__(self, *, url, httpClient, clock, domain="",
                  includeGroups=False, timeout=DEFAULT_TIMEOUT,
@@ -351,6 +354,8 @@ class DelegatedChecker:
         key = self._keyFor(user, password)
         if useCache:
             cached = self._cache.get(key, self._clock.seconds())
+            if self.metrics is not None:
+                self.metrics.delegatedCache(cached is not None)
             if cached is not None:
                 return defer.succeed(cached)
         return self._shared(key, lambda: self._authenticate(key, user, password))
@@ -461,6 +466,13 @@ class DelegatedChecker:
         # counting once the headers arrive.
         d.addTimeout(self._timeout, self._clock)
         d.addErrback(self._transportFailed)
+        if self.metrics is not None:
+            started = self._clock.seconds()
+
+            def timed(result):
+                self.metrics.delegatedRequest(self._clock.seconds() - started)
+                return result
+            d.addBoth(timed)
         return d
 
     def _readAnswer(self, response):

@@ -124,10 +124,13 @@ class InternalChecker:
     @ivar path: the users.cnf read.
     @ivar log: where refusals and reloads are reported (never a password or
         a hash).
+    @ivar metrics: an L{kaazing_promo.ops.metrics.IRealmMetrics} told about
+        each reload, or L{None}.
     """
 
     credentialInterfaces = (IUsernamePassword,)
     log = Logger()
+    metrics = None
 
     def __init__(self, path, overlay=None, verifyCacheTTL=300.0, reactor=None,
                  threadpool=None):
@@ -170,6 +173,16 @@ class InternalChecker:
         How many users the loaded users.cnf holds (0 before L{load}).
         """
         return 0 if self._loaded is None else len(self._loaded.users.users)
+
+    @property
+    def unsupportedHashes(self):
+        """
+        C{{passHash format: number of users}} that cannot log in because
+        the gateway cannot verify that format (as of the last (re)load).
+        """
+        if self._loaded is None:
+            return {}
+        return {name: len(users) for name, users in self._loaded.users.unsupported.items()}
 
     # Loading
 
@@ -248,6 +261,7 @@ class InternalChecker:
 
         def reloaded(loaded):
             self._install(loaded)
+            self._reloaded(True)
             return True
 
         def failed(failure):
@@ -261,11 +275,16 @@ class InternalChecker:
                 self.log.failure(
                     "internal realm: reload failed, keeping the {count} users loaded before",
                     failure, count=self.userCount)
+            self._reloaded(False)
             return False
 
         d = deferToThreadPool(self._reactor, self._pool(), self._read)
         d.addCallbacks(reloaded, failed)
         return d
+
+    def _reloaded(self, ok):
+        if self.metrics is not None:
+            self.metrics.usersCnfReloaded(ok)
 
     def mtimeChanged(self):
         """

@@ -21,7 +21,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web import resource, server, static
+from twisted.web import http, resource, server, static
 
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.auth.gate import LoginDenied
@@ -131,12 +131,25 @@ class TicketBook:
             del self._tickets[ticket]
 
 
+class _QuietLogger(Logger):
+    """
+    Autobahn logs whole HTTP requests at debug level (Authorization headers
+    and ticket query strings included): its debug and trace output is
+    dropped, whatever the observers' level.
+    """
+
+    def debug(self, *args, **kwargs):
+        pass
+
+    trace = debug
+
+
 class GatewayWebSocketProtocol(WebSocketServerProtocol):
     """
     One browser or program speaking AMQP 0-9-1 inside binary WebSocket messages.
     """
 
-    log = Logger()
+    log = _QuietLogger()
     session = None
     _deny = None
 
@@ -420,10 +433,23 @@ class _NoListingFile(static.File):
         return resource.ForbiddenResource()
 
 
+class GatewayHTTPChannel(http.HTTPChannel):
+    """
+    twisted.web's channel, answering an oversized header line with 431
+    rather than dropping the connection without a word.
+    """
+
+    def lineLengthExceeded(self, line):
+        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n")
+        self.transport.loseConnection()
+
+
 class GatewaySite(server.Site):
     """
     A site with no access log: query strings carry tickets.
     """
+
+    protocol = GatewayHTTPChannel
 
     def log(self, request):
         pass

@@ -12,6 +12,7 @@
 //     disconnect.
 //   expect "error": log in and wait for the page's error status, whose
 //     data-code must equal `code` ("401", "403", "429", "broker-down", …).
+// A step may name its own "url" (another gateway); --url is the default.
 // Every step saves <out>/<name>.png.  Standard output carries one JSON object
 // per line ({"event": …}); the exit status is 0 only if every step did what
 // it expected.
@@ -50,7 +51,6 @@ if (!args.url || !args.out || !args.plan) {
   process.exit(64)
 }
 const plan = JSON.parse(args.plan)
-const origin = new URL(args.url).origin
 mkdirSync(args.out, { recursive: true })
 
 function emit(event) {
@@ -77,7 +77,7 @@ async function status(page) {
 }
 
 async function logIn(page, step) {
-  await page.goto(args.url, { waitUntil: "load" })
+  await page.goto(step.url || args.url, { waitUntil: "load" })
   await page.fill("#user", step.user)
   await page.fill("#password", step.password)
   await page.click("#login-button")
@@ -115,6 +115,9 @@ async function runStep(page, step) {
   await page.locator("#messages li .body", { hasText: step.message }).first()
     .waitFor({ timeout: STEP_TIMEOUT })
   const received = await page.locator("#messages li .body").allTextContents()
+  // What arrived is text: markup in it must not have become elements.
+  const elements = await page.locator("#messages li .body *").count()
+  if (elements) throw new StepFailed(`a received message became ${elements} HTML element(s)`)
   await page.screenshot({ path: shot, fullPage: true })
   emit({ event: "round-trip", name: step.name, identity, received, status: await status(page), screenshot: shot })
   if (step.hold) {
@@ -141,12 +144,17 @@ async function main() {
     for (const [index, step] of plan.entries()) {
       const page = index === 0 && context.pages().length ? context.pages()[0] : await context.newPage()
       const problems = []
+      const origin = new URL(step.url || args.url)
       // The page must load nothing from anywhere else (no CDN: it works
       // offline), break no Content-Security-Policy rule and throw nothing.
       page.on("request", (request) => {
         const url = new URL(request.url())
-        const local = url.origin === origin || (url.host === new URL(origin).host && url.protocol.startsWith("ws"))
-        if (!local && url.protocol !== "data:") problems.push(`request to another origin: ${request.url()}`)
+        if (url.host !== origin.host || !/^(https?|wss?):$/.test(url.protocol)) {
+          problems.push(`request to another origin: ${request.url()}`)
+        }
+      })
+      page.on("websocket", (socket) => {
+        if (new URL(socket.url()).host !== origin.host) problems.push(`WebSocket to another host: ${socket.url()}`)
       })
       page.on("pageerror", (error) => problems.push(`uncaught: ${error.message}`))
       page.on("console", (message) => {

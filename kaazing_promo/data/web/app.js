@@ -5,10 +5,13 @@
 // Everything that came from the user, the gateway or the broker is put on
 // the page with textContent, never innerHTML.
 
-import { GatewayWebSocketClient } from "./amqp-gateway-client.js"
+import { GatewayWebSocketClient } from "./amqp-gateway-client.mjs"
 
 const ENDPOINT = (document.querySelector('meta[name="amqp-endpoint"]')?.content || "/amqp").replace(/\/+$/, "")
 const CONNECTION_NAME = "kaazing-promo demo page"
+// The gateway closes a handshake that takes longer than its listener's
+// handshake_timeout (10 s by default); this is the page's own limit.
+const HANDSHAKE_TIMEOUT = 15_000
 
 const $ = (id) => document.getElementById(id)
 const ui = {
@@ -194,10 +197,18 @@ async function logIn(user, password) {
   // whatever credentials the AMQP library sends with the promoted identity,
   // so these two are placeholders that never reach the broker.
   const client = new GatewayWebSocketClient(webSocketURL(ticket), "/", "ignored", "ignored", CONNECTION_NAME)
+  let timer
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new PageError("The gateway did not finish the AMQP handshake in time "
+      + "(is the message broker running?).", "timeout")), HANDSHAKE_TIMEOUT)
+  })
   try {
-    await client.connect()
+    await Promise.race([client.connect(), timeout])
   } catch (error) {
-    throw describeConnectionError(error)
+    client.abort()
+    throw error instanceof PageError ? error : describeConnectionError(error)
+  } finally {
+    clearTimeout(timer)
   }
   const current = { client }
   session = current

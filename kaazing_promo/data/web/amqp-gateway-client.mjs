@@ -32,4 +32,9 @@ export class GatewayWebSocketClient extends AMQPWebSocketClient {
     }
     super.handleMessage(event)
   }
+
+  /** Drop the WebSocket without an AMQP goodbye (a handshake that hangs). */
+  abort() {
+    this.closeSocket()
+  }
 }

@@ -1,0 +1,811 @@
+"""
+The benchmark behind bench/run (see bench/README.md).  Run it through
+bench/run, which installs what it needs and picks the project's venv; this
+file needs that venv's Python (it writes users.cnf and hashes with
+kaazing_promo itself).
+
+Everything listens on 127.0.0.1; every loop is bounded; every process it
+starts is stopped at the end, also on failure or Ctrl-C.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import infra  # noqa: E402
+import report  # noqa: E402
+
+NODE = os.environ.get("BENCH_NODE", "node")
+LOAD = os.path.join(HERE, "load.mjs")
+BENCH_VENV = os.environ.get("BENCH_VENV", os.path.join(HERE, ".venv"))
+PROJECT_VENV = os.environ.get("KAAZING_PROMO_VENV") or os.path.dirname(os.path.dirname(sys.executable))
+
+
+def log(*parts):
+    print(f"[{time.strftime('%H:%M:%S')}]", *parts, flush=True)
+
+
+# -- the load generator -------------------------------------------------------
+
+class LoadError(RuntimeError):
+    pass
+
+
+def nodeArgv(spec):
+    return [NODE, "--experimental-websocket", "--no-warnings", LOAD, json.dumps(spec)]
+
+
+def runLoad(spec, timeout=None):
+    """
+    Run load.mjs to completion.
+
+    @return: its result dict.
+    """
+    spec = dict(spec)
+    spec.setdefault("timeout", timeout or 300)
+    proc = subprocess.run(nodeArgv(spec), capture_output=True, text=True, timeout=spec["timeout"] + 30,
+                          preexec_fn=infra.raiseOpenFiles, cwd=HERE)
+    return _lastResult(proc.stdout, proc.stderr, proc.returncode)
+
+
+def _lastResult(stdout, stderr, code):
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if "result" in obj:
+            return obj["result"]
+        if "error" in obj:
+            raise LoadError(obj["error"].splitlines()[0][:300])
+    raise LoadError(f"load.mjs exited {code} without a result: {stderr.strip()[-300:]}")
+
+
+class LoadProcess:
+    """
+    A load.mjs that runs alongside (hold, consume): read its events line by line.
+    """
+
+    def __init__(self, spec):
+        spec = dict(spec)
+        spec.setdefault("timeout", 300)
+        self.proc = subprocess.Popen(nodeArgv(spec), stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=infra.raiseOpenFiles,
+                                     cwd=HERE)
+        self.pid = self.proc.pid
+
+    def event(self):
+        """
+        @return: the next JSON line (dict); raises L{LoadError} on an error or exit.
+        """
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait(10)
+                raise LoadError(f"load.mjs exited {self.proc.returncode}: {self.proc.stderr.read()[-300:]}")
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if "error" in obj:
+                raise LoadError(obj["error"].splitlines()[0][:300])
+            return obj
+
+    def release(self):
+        try:
+            self.proc.stdin.write("release\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+# -- what bench/run starts -----------------------------------------------------
+
+class Environment:
+    """
+    The dedicated broker, the gateway(s), the peers, the stub API Gateway.
+    """
+
+    def __init__(self, base, opts):
+        self.base = base
+        self.opts = opts
+        self.children = []
+        self.rabbit = None
+        self.info = {}
+
+    # bookkeeping
+    def child(self, name, argv, env=None, cwd=None):
+        c = infra.Child(name, argv, os.path.join(self.base, f"{name}.log"), env=env, cwd=cwd or self.base)
+        self.children.append(c)
+        return c
+
+    def stopAll(self):
+        for c in reversed(self.children):
+            try:
+                c.stop()
+            except Exception as e:  # keep stopping the others
+                log(f"stopping {c.name}: {e}")
+        if self.rabbit is not None:
+            self.rabbit.stop()
+
+    # broker
+    def startRabbit(self):
+        t0 = time.monotonic()
+        self.rabbit = infra.RabbitNode(self.base)
+        self.rabbit.start()
+        self.info["rabbitmq_start_seconds"] = round(time.monotonic() - t0, 2)
+        log(f"RabbitMQ node {self.rabbit.node} on 127.0.0.1:{self.rabbit.port} "
+            f"(started in {self.info['rabbitmq_start_seconds']} s)")
+
+    # users and certificates
+    def makeUsers(self, count):
+        from kaazing_promo.auth.passhash import makeHash
+        from kaazing_promo.auth.userscnf import UserEntry, renderUsersCnf
+        self.users = [(f"bench{i:05d}", f"pw-bench{i:05d}") for i in range(count)]
+        entries = [UserEntry(name, makeHash(pw, iterations=1000), frozenset(["Everybody"]))
+                   for name, pw in self.users]
+        with open(os.path.join(self.base, "users.cnf"), "wb") as f:
+            f.write(renderUsersCnf(entries, {"Everybody": [n for n, _ in self.users]}))
+        secrets = os.path.join(self.base, "broker-secrets.toml")
+        with open(secrets, "w") as f:
+            f.write('guest = "guest"\n')
+        os.chmod(secrets, 0o600)
+
+    def makeCertificates(self):
+        d = os.path.join(self.base, "tls")
+        os.makedirs(d)
+        ext = os.path.join(d, "ext.cnf")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n")
+        steps = [
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=kaazing-promo bench CA",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+            ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", ext],
+        ]
+        for step in steps:
+            subprocess.run(step, cwd=d, check=True, capture_output=True)
+        self.tls = d
+
+    def startStub(self):
+        self.makeCertificates()
+        self.stubPort = infra.freePort()
+        stub = self.child("stub-apigw", [sys.executable, os.path.join(HERE, "stub_apigw.py"), str(self.stubPort),
+                                         os.path.join(self.tls, "server.pem"), os.path.join(self.tls, "server.key")])
+        infra.waitForPort(self.stubPort, 20, stub.proc, "stub API Gateway")
+
+    def stubCount(self):
+        context = ssl.create_default_context(cafile=os.path.join(self.tls, "ca.pem"))
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.stubPort}/count", context=context, timeout=10) as r:
+            return int(r.read())
+
+    # the gateway
+    def gatewayConfig(self, name, realm):
+        ports = {k: infra.freePort() for k in ("ws-open", "tcp-open", "ws-auth", "tcp-auth")}
+        if realm == "delegated":
+            ports = {k: v for k, v in ports.items() if k.endswith("auth")}
+        pending = self.opts.max_pending_bytes
+        lines = [f'user_auth = "{realm}"', "", "[broker]",
+                 f'endpoint = "tcp:host=127.0.0.1:port={self.rabbit.port}"', ""]
+        for lname, port in ports.items():
+            lines += ["[[listeners]]", f'name = "{lname}"',
+                      f'protocol = "{"websocket" if lname.startswith("ws") else "amqp"}"',
+                      f'endpoint = "tcp:port={port}:interface=127.0.0.1"',
+                      f'auth = "{"none" if lname.endswith("open") else "required"}"',
+                      f"max_pending_bytes = {pending}", ""]
+        if realm == "internal":
+            lines += ["[internal]", 'users_cnf = "users.cnf"', ""]
+        else:
+            lines += ["[delegated]", f'url = "https://127.0.0.1:{self.stubPort}"',
+                      f'ca_file = "{os.path.join(self.tls, "ca.pem")}"', ""]
+        lines += ["[promotion]", 'mode = "consolidated"', 'user = "guest"', 'secrets_file = "broker-secrets.toml"', ""]
+        path = os.path.join(self.base, f"{name}.toml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines))
+        return path, ports
+
+    def startGateway(self, name, realm="internal"):
+        """
+        @return: C{(child, ports, start-up seconds)}.
+        """
+        path, ports = self.gatewayConfig(name, realm)
+        twistd = os.path.join(PROJECT_VENV, "bin", "twistd")
+        t0 = time.monotonic()
+        gw = self.child(name, [twistd, "-n", "--pidfile=", "--logfile", os.path.join(self.base, f"{name}.twistd.log"),
+                               "kaazing-promo", "--config", path])
+        for port in ports.values():
+            infra.waitForPort(port, 30, gw.proc, f"gateway {name}")
+        startup = time.monotonic() - t0
+        return gw, ports, startup
+
+    def stopChild(self, c):
+        c.stop()
+        if c in self.children:
+            self.children.remove(c)
+
+    # the peers
+    def startPeers(self):
+        self.socatPort = infra.freePort()
+        self.socat = self.child("socat", [
+            "socat", f"TCP-LISTEN:{self.socatPort},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay",
+            f"TCP:127.0.0.1:{self.rabbit.port},nodelay"])
+        infra.waitForPort(self.socatPort, 10, self.socat.proc, "socat")
+        self.websockifyPort = infra.freePort()
+        self.websockify = self.child("websockify", [
+            os.path.join(BENCH_VENV, "bin", "websockify"), f"127.0.0.1:{self.websockifyPort}",
+            f"127.0.0.1:{self.rabbit.port}"])
+        infra.waitForPort(self.websockifyPort, 20, self.websockify.proc, "websockify")
+
+
+# -- scenarios ----------------------------------------------------------------
+
+def tcpTarget(port):
+    return {"kind": "tcp", "host": "127.0.0.1", "port": port}
+
+
+def wsTarget(port, path="/amqp"):
+    return {"kind": "ws", "url": f"ws://127.0.0.1:{port}{path}"}
+
+
+class CpuMeter:
+    """
+    CPU seconds used by some process trees between start and stop.
+    """
+
+    def __init__(self, pids):
+        self.pids = {k: v for k, v in pids.items() if v}
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.c0 = {k: infra.treeCpu(p) for k, p in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.monotonic() - self.t0
+        self.used = {k: infra.treeCpu(p) - self.c0[k] for k, p in self.pids.items()}
+
+
+class Bench:
+    def __init__(self, env, opts, results):
+        self.env = env
+        self.opts = opts
+        self.results = results
+
+    # which process relays for a target
+    def relayPid(self, name):
+        env = self.env
+        if name.startswith("gateway"):
+            return env.gateway.pid if "delegated" not in name else env.gatewayDelegated.pid
+        return {"socat": env.socat.pid, "websockify": env.websockify.pid}.get(name)
+
+    def targets(self):
+        env = self.env
+        return {
+            "direct": tcpTarget(env.rabbit.port),
+            "socat": tcpTarget(env.socatPort),
+            "gateway-tcp": tcpTarget(env.ports["tcp-open"]),
+            "gateway-ws": wsTarget(env.ports["ws-open"]),
+            "websockify": wsTarget(env.websockifyPort, "/"),
+        }
+
+    # throughput ---------------------------------------------------------------
+    def throughput(self):
+        o = self.opts
+        targets = self.targets()
+        rows = []
+        counts = {16: o.messages_16, 4096: o.messages_4k, 65536: o.messages_64k}
+        for size in (16, 4096, 65536):
+            # One unmeasured warm-up per target (the broker's first runs are slow).
+            for name, target in targets.items():
+                try:
+                    runLoad({"scenario": "throughput", "target": target, "size": size,
+                             "count": max(1000, counts[size] // 10)})
+                except LoadError as e:
+                    log(f"warm-up {name} {size} B failed: {e}")
+            runs = {name: [] for name in targets}
+            for r in range(o.runs):
+                for name, target in targets.items():
+                    pids = {"relay": self.relayPid(name), "broker": self.env.rabbit.vmPid}
+                    try:
+                        with CpuMeter(pids) as meter:
+                            res = runLoad({"scenario": "throughput", "target": target, "size": size,
+                                           "count": counts[size]})
+                        res["relayCpuSeconds"] = round(meter.used.get("relay", 0.0), 3)
+                        res["brokerCpuSeconds"] = round(meter.used.get("broker", 0.0), 3)
+                        runs[name].append(res)
+                        log(f"throughput {size:>6} B run {r + 1} {name:<12} {res['msgPerSec']:>10,.0f} msg/s "
+                            f"{res['mbPerSec']:8.1f} MB/s  client CPU {res['clientCpuShare']:.2f}")
+                    except (LoadError, subprocess.TimeoutExpired) as e:
+                        log(f"throughput {size} B {name} failed: {e}")
+                        runs[name].append({"error": str(e)})
+            for name in targets:
+                good = [x for x in runs[name] if "error" not in x]
+                row = {"scenario": "throughput", "target": name, "size": size, "messages": counts[size],
+                       "runs": runs[name]}
+                if good:
+                    med = statistics.median(x["msgPerSec"] for x in good)
+                    row.update(msgPerSec=med, mbPerSec=med * size / 1e6,
+                               clientCpuShare=statistics.median(x["clientCpuShare"] for x in good),
+                               relayCpuUsPerMsg=statistics.median(
+                                   x["relayCpuSeconds"] / x["messages"] * 1e6 for x in good),
+                               brokerCpuUsPerMsg=statistics.median(
+                                   x["brokerCpuSeconds"] / x["messages"] * 1e6 for x in good))
+                rows.append(row)
+            self.results["rows"].extend(rows[-len(targets):])
+            self.save()
+
+    def profileWebSocket(self, ts, resultsDir):
+        """
+        py-spy on the gateway during a 16 B WebSocket throughput run: once
+        as raw collapsed stacks (analysed here), once as a flame graph SVG.
+        """
+        pyspy = os.path.join(BENCH_VENV, "bin", "py-spy")
+        if not os.path.exists(pyspy):
+            log("py-spy not installed; no profile")
+            return
+        target = self.targets()["gateway-ws"]
+        out = {}
+        for fmt, path in (("raw", os.path.join(resultsDir, f"{ts}-ws-pyspy.txt")),
+                          ("flamegraph", os.path.join(resultsDir, f"{ts}-ws.svg"))):
+            rawPath = path if fmt == "flamegraph" else os.path.join(self.env.base, "ws-pyspy.raw")
+            spy = subprocess.Popen([pyspy, "record", "--pid", str(self.env.gateway.pid), "--rate", "200", "--idle",
+                                    "--format", fmt, "-o", rawPath],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=os.setpgrp)
+            time.sleep(1.0)
+            try:
+                res = runLoad({"scenario": "throughput", "target": target, "size": 16,
+                               "count": self.opts.profile_messages})
+                log(f"profiled ({fmt}) 16 B WebSocket run: {res['msgPerSec']:,.0f} msg/s (py-spy slows it)")
+            except LoadError as e:
+                log(f"profiled run failed: {e}")
+                res = None
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+            if spy.returncode not in (0, -2, 130) and not os.path.exists(rawPath):
+                log(f"py-spy failed: {spy.stderr.read().decode()[-300:]}")
+                continue
+            if fmt == "raw" and os.path.exists(rawPath):
+                analysis = report.analyseCollapsed(rawPath)
+                analysis["msgPerSecWhileProfiled"] = res and res["msgPerSec"]
+                out["analysis"] = analysis
+                with open(path, "w") as f:
+                    f.write(report.profileText(analysis))
+                shutil.copy(rawPath, os.path.join(resultsDir, f"{ts}-ws-pyspy.collapsed"))
+                out["text"] = os.path.basename(path)
+                out["collapsed"] = f"{ts}-ws-pyspy.collapsed"
+            elif fmt == "flamegraph" and os.path.exists(rawPath):
+                out["svg"] = os.path.basename(path)
+        self.results["profile"] = out
+        self.save()
+
+    # latency ------------------------------------------------------------------
+    def latency(self):
+        o = self.opts
+        targets = self.targets()
+        runs = {name: [] for name in targets}
+        for r in range(o.runs):
+            for name, target in targets.items():
+                try:
+                    res = runLoad({"scenario": "latency", "target": target, "size": 16, "count": o.latency_samples})
+                    runs[name].append(res)
+                    log(f"latency run {r + 1} {name:<12} p50 {res['p50ms']:.3f} ms  p99 {res['p99ms']:.3f} ms")
+                except LoadError as e:
+                    log(f"latency {name} failed: {e}")
+                    runs[name].append({"error": str(e)})
+        for name in targets:
+            good = [x for x in runs[name] if "error" not in x]
+            row = {"scenario": "latency", "target": name, "size": 16, "runs": runs[name]}
+            if good:
+                row.update(p50ms=statistics.median(x["p50ms"] for x in good),
+                           p99ms=statistics.median(x["p99ms"] for x in good))
+            self.results["rows"].append(row)
+        self.save()
+
+    # connection setup -----------------------------------------------------------
+    def setupTargets(self):
+        env = self.env
+        users = [list(u) for u in env.users]
+        guest = [["guest", "guest"]]
+        out = [
+            ("direct", tcpTarget(env.rabbit.port), guest, False, "broker (RabbitMQ internal)"),
+            ("socat", tcpTarget(env.socatPort), guest, False, "broker (RabbitMQ internal)"),
+            ("websockify", wsTarget(env.websockifyPort, "/"), guest, False, "broker (RabbitMQ internal)"),
+            ("gateway-tcp", tcpTarget(env.ports["tcp-auth"]), users, False, "gateway internal (users.cnf)"),
+            ("gateway-ws", wsTarget(env.ports["ws-auth"]), users, True, "gateway internal (users.cnf), Basic"),
+        ]
+        if getattr(env, "gatewayDelegated", None):
+            out += [
+                ("gateway-tcp-delegated", tcpTarget(env.delegatedPorts["tcp-auth"]), users, False,
+                 "gateway delegated (stub HTTPS API Gateway)"),
+                ("gateway-ws-delegated", wsTarget(env.delegatedPorts["ws-auth"]), users, True,
+                 "gateway delegated (stub HTTPS API Gateway), Basic"),
+            ]
+        return out
+
+    def setup(self):
+        o = self.opts
+        for name, target, users, basic, auth in self.setupTargets():
+            connections = o.setup_connections if name != "websockify" else min(o.setup_connections,
+                                                                                 o.setup_connections_peers)
+            spec = {"scenario": "setup", "target": target, "users": users, "basic": basic,
+                    "concurrency": o.concurrency}
+            phases = [("warm", connections)]
+            if name.startswith("gateway"):
+                # First login of every user: the realm's real cost (PBKDF2 at
+                # 1,000 iterations, or one HTTPS request), then the warm cache.
+                phases.insert(0, ("cold", len(users)))
+            for phase, count in phases:
+                stub0 = self.env.stubCount() if "delegated" in name else None
+                try:
+                    with CpuMeter({"relay": self.relayPid(name)}) as meter:
+                        res = runLoad(dict(spec, connections=count))
+                except LoadError as e:
+                    log(f"setup {name} {phase} failed: {e}")
+                    res = {"error": str(e)}
+                row = {"scenario": "setup", "target": name, "auth": auth, "cache": phase if name.startswith(
+                    "gateway") else "-", **res}
+                if "error" not in res:
+                    row["relayCpuMsPerConn"] = meter.used.get("relay", 0.0) / max(1, res["ok"]) * 1e3
+                    if stub0 is not None:
+                        row["realmRequests"] = self.env.stubCount() - stub0
+                    log(f"setup {name:<22} {phase:<4} {res['perSec']:>8,.0f}/s ok {res['ok']} failed "
+                        f"{res['failed']} open p50 {res['openP50ms']:.1f} ms"
+                        + (f" realm requests {row['realmRequests']}" if stub0 is not None else ""))
+                self.results["rows"].append(row)
+                # Let closed connections go before the next row.
+                self.settle(self.relayPid(name))
+        self.save()
+
+    def settle(self, pid, timeout=30):
+        if not pid:
+            return
+        end = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < end:
+            n = infra.openFiles(pid)
+            if n == last and n < 200:
+                return
+            last = n
+            time.sleep(0.5)
+
+    # held connections -----------------------------------------------------------
+    def held(self):
+        o = self.opts
+        env = self.env
+        users = [list(u) for u in env.users]
+        guest = [["guest", "guest"]]
+        plan = [
+            ("direct", lambda: (tcpTarget(env.rabbit.port), env.rabbit.vmPid, None), guest, False, o.held),
+            ("socat", lambda: (tcpTarget(env.socatPort), env.socat.pid, None), guest, False, o.held_peers),
+            ("websockify", lambda: (wsTarget(env.websockifyPort, "/"), env.websockify.pid, None), guest, False,
+             o.held_peers),
+            ("gateway-tcp", lambda: self.freshGateway("tcp-auth"), users, False, o.held),
+            ("gateway-ws", lambda: self.freshGateway("ws-auth"), users, True, o.held),
+        ]
+        for name, make, creds, basic, count in plan:
+            target, pid, child = make()
+            try:
+                row = self.holdOne(name, target, pid, creds, basic, count)
+                if child is not None:
+                    row["gatewayStartupSeconds"] = round(self._freshStartup, 3)
+                self.results["rows"].append(row)
+            finally:
+                if child is not None:
+                    env.stopChild(child)
+            self.save()
+
+    def freshGateway(self, listener):
+        # A gateway process of its own, so the memory of earlier scenarios
+        # does not hide in the baseline.
+        child, ports, startup = self.env.startGateway(f"gateway-held-{listener}")
+        self._freshStartup = startup
+        target = tcpTarget(ports[listener]) if listener.startswith("tcp") else wsTarget(ports[listener])
+        # A few logins first, so the baseline includes what any first
+        # connection loads (modules, thread pool).
+        runLoad({"scenario": "setup", "target": target, "users": [list(u) for u in self.env.users[:20]],
+                 "basic": listener.startswith("ws"), "connections": 20, "concurrency": 5})
+        time.sleep(0.5)
+        return target, child.pid, child
+
+    def holdOne(self, name, target, pid, creds, basic, count):
+        rss0, pss0, procs0 = infra.treeMemory(pid)
+        fds0 = infra.openFiles(pid)
+        lp = LoadProcess({"scenario": "hold", "target": target, "users": creds, "basic": basic,
+                          "connections": count, "concurrency": self.opts.concurrency,
+                          "timeout": max(120, count // 50), "maxFailures": 50})
+        row = {"scenario": "held", "target": name, "requested": count,
+               "memoryOf": "broker (beam.smp)" if name == "direct" else f"{name} process tree"}
+        try:
+            ev = lp.event()
+            time.sleep(1.0)
+            rss1, pss1, procs1 = infra.treeMemory(pid)
+            fds1 = infra.openFiles(pid)
+            held = ev["held"]
+            row.update(held=held, alive=ev["alive"], failed=ev["failed"], openPerSec=ev["perSec"],
+                       errors=ev["errors"], rssBefore=rss0, rssAfter=rss1, pssBefore=pss0, pssAfter=pss1,
+                       processes=procs1, fdsBefore=fds0, fdsAfter=fds1,
+                       rssPerConn=(rss1 - rss0) / held if held else None,
+                       pssPerConn=(pss1 - pss0) / held if held else None)
+            lp.release()
+            try:
+                end = lp.event()
+                row["stillAlive"] = end.get("result", {}).get("stillAlive")
+            except LoadError:
+                pass
+            log(f"held {name:<12} {held:>6} of {count} (alive {ev['alive']}, failed {ev['failed']}) "
+                f"RSS +{(rss1 - rss0) / 2**20:.1f} MiB = {row['rssPerConn'] and row['rssPerConn'] / 1024:.1f} KiB/conn"
+                f"  PSS {row['pssPerConn'] and row['pssPerConn'] / 1024:.1f} KiB/conn  procs {procs1}")
+        except LoadError as e:
+            row["error"] = str(e)
+            log(f"held {name} failed: {e}")
+        finally:
+            lp.kill()
+        self.settle(pid, timeout=60)
+        return row
+
+    # slow consumer ----------------------------------------------------------------
+    def slowConsumer(self):
+        o = self.opts
+        env = self.env
+        targets = self.targets()
+        size = 65536
+        count = o.slow_mib * 2**20 // size
+        for name in ("gateway-ws", "gateway-tcp", "websockify", "socat"):
+            pid = self.relayPid(name)
+            queue = f"slow-{name}-{os.getpid()}"
+            consumer = LoadProcess({"scenario": "consume", "target": targets[name], "queue": queue, "count": count,
+                                    "timeout": 300})
+            row = {"scenario": "slow-consumer", "target": name, "published": count * size,
+                   "maxPendingBytes": o.max_pending_bytes if name.startswith("gateway") else None}
+            samples = []
+            stop = threading.Event()
+
+            def sample():
+                while not stop.is_set():
+                    samples.append((time.monotonic(), infra.treeMemory(pid)[0]))
+                    stop.wait(0.1)
+            try:
+                consumer.event()  # ready
+                time.sleep(0.3)
+                rss0 = infra.treeMemory(pid)[0]
+                os.kill(consumer.pid, signal.SIGSTOP)
+                sampler = threading.Thread(target=sample, daemon=True)
+                sampler.start()
+                t0 = time.monotonic()
+                pub = runLoad({"scenario": "publish", "target": tcpTarget(env.rabbit.port), "queue": queue,
+                               "size": size, "count": count})
+                time.sleep(2.0)
+                tStalled = time.monotonic()
+                os.kill(consumer.pid, signal.SIGCONT)
+                done = consumer.event()["result"]
+                stop.set()
+                sampler.join()
+                stalled = [rss for t, rss in samples if t <= tStalled]
+                row.update(rssBefore=rss0, rssPeakStalled=max(stalled), rssPeak=max(rss for _, rss in samples),
+                           publishSeconds=pub["seconds"], received=done["bytes"], drainSeconds=done["drainSeconds"],
+                           stalledSeconds=round(tStalled - t0, 2))
+                row["growthStalled"] = row["rssPeakStalled"] - rss0
+                row["growthPeak"] = row["rssPeak"] - rss0
+                log(f"slow consumer {name:<12} published {count * size / 2**20:.0f} MiB while stopped: "
+                    f"RSS +{row['growthStalled'] / 2**20:.1f} MiB (peak +{row['growthPeak'] / 2**20:.1f} MiB), "
+                    f"then drained {done['bytes'] / 2**20:.0f} MiB in {done['drainSeconds']:.1f} s")
+            except (LoadError, subprocess.TimeoutExpired) as e:
+                row["error"] = str(e)
+                log(f"slow consumer {name} failed: {e}")
+            finally:
+                stop.set()
+                consumer.kill()
+                env.rabbit.ctl("delete_queue", queue)
+            self.results["rows"].append(row)
+            self.save()
+
+    def save(self):
+        report.write(self.results, self.resultsDir, self.ts)
+
+
+# -- main -------------------------------------------------------------------------
+
+def versions():
+    def out(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+    py = os.path.join(PROJECT_VENV, "bin", "python")
+    gw = out([py, "-c", "import importlib.metadata as m, kaazing_promo, twisted, autobahn; "
+                        "print(m.version('kaazing-promo'), twisted.__version__, autobahn.__version__, "
+                        "kaazing_promo.__file__, sep='|')"]).split("|")
+    bv = os.path.join(BENCH_VENV, "bin", "python")
+    websockify = out([bv, "-c", "import importlib.metadata as m; print(m.version('websockify'))"])
+    pkg = os.path.join(HERE, "node_modules", "@cloudamqp", "amqp-client", "package.json")
+    try:
+        with open(pkg) as f:
+            client = json.load(f)["version"]
+    except OSError:
+        client = "?"
+    rabbit = out(["dpkg-query", "-W", "-f", "${Version}", "rabbitmq-server"])
+    erlang = out(["erl", "-noshell", "-eval", 'io:format("~s", [erlang:system_info(otp_release)]), halt().'])
+    return {
+        "kaazing_promo": gw[0] if gw else "?", "kaazing_promo_installed_at": gw[3] if len(gw) > 3 else "?",
+        "python": out([py, "-c", "import sys; print(sys.version.split()[0])"]),
+        "twisted": gw[1] if len(gw) > 1 else "?", "autobahn": gw[2] if len(gw) > 2 else "?",
+        "rabbitmq": rabbit, "erlang_otp": erlang, "node": out([NODE, "--version"]),
+        "load_generator": f"@cloudamqp/amqp-client {client} on Node {out([NODE, '--version'])} "
+                          "(TCP: AMQPClient; WebSocket: AMQPWebSocketClient on Node's built-in WebSocket)",
+        "websockify": websockify, "socat": out(["socat", "-V"]).splitlines()[1] if out(["socat", "-V"]) else "?",
+        "project_venv": PROJECT_VENV,
+    }
+
+
+def sourceDigest():
+    """
+    Whether the installed gateway is this checkout's: a digest of both trees.
+    """
+    import hashlib
+
+    def digest(root):
+        h = hashlib.sha256()
+        for dirpath, dirnames, filenames in sorted(os.walk(root)):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith(".py"):
+                    p = os.path.join(dirpath, name)
+                    h.update(os.path.relpath(p, root).encode())
+                    with open(p, "rb") as f:
+                        h.update(f.read())
+        return h.hexdigest()[:16]
+    checkout = os.path.join(os.path.dirname(HERE), "kaazing_promo")
+    installed = subprocess.run([os.path.join(PROJECT_VENV, "bin", "python"), "-c",
+                                "import kaazing_promo, os; print(os.path.dirname(kaazing_promo.__file__))"],
+                               capture_output=True, text=True).stdout.strip()
+    out = {"checkout": digest(checkout) if os.path.isdir(checkout) else None,
+           "installed": digest(installed) if installed and os.path.isdir(installed) else None}
+    out["same"] = out["checkout"] == out["installed"]
+    return out
+
+
+def parseArgs(argv):
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke mode: small counts, one run (< 2 minutes)")
+    p.add_argument("--runs", type=int, help="interleaved runs per throughput/latency row (default 3; quick 1)")
+    p.add_argument("--held", type=int, help="connections held through direct and the gateway (default 9000; "
+                                            "quick 300); the gateway's 20,000 descriptors allow ~9,960")
+    p.add_argument("--held-peers", type=int, help="connections held through socat and websockify "
+                                                  "(default 1000; quick 100): both fork per connection")
+    p.add_argument("--setup-connections", type=int, help="connections per setup-rate row (default 3000; quick 300)")
+    p.add_argument("--setup-connections-peers", type=int, default=1000,
+                   help="cap for websockify's setup row (default 1000)")
+    p.add_argument("--users", type=int, help="users in the generated users.cnf (default 1000; quick 200)")
+    p.add_argument("--concurrency", type=int, default=50, help="connection opens in flight (default 50)")
+    p.add_argument("--slow-mib", type=int, help="MiB published to the stalled consumer (default 256; quick 64)")
+    p.add_argument("--max-pending-bytes", type=int, default=1048576, help="the gateway's max_pending_bytes")
+    p.add_argument("--scenarios", default="throughput,profile,latency,setup,held,slow",
+                   help="comma-separated subset of throughput,profile,latency,setup,held,slow")
+    p.add_argument("--no-delegated", action="store_true", help="skip the delegated realm (stub API Gateway)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
+    p.add_argument("--results", default=os.path.join(HERE, "results"), help="where results go")
+    o = p.parse_args(argv)
+    q = o.quick
+    o.runs = o.runs or (1 if q else 3)
+    o.held = o.held or (300 if q else 9000)
+    o.held_peers = o.held_peers or (100 if q else 1000)
+    o.setup_connections = o.setup_connections or (300 if q else 3000)
+    o.users = o.users or (200 if q else 1000)
+    o.slow_mib = o.slow_mib or (64 if q else 256)
+    o.messages_16 = 20000 if q else 100000
+    o.messages_4k = 10000 if q else 50000
+    o.messages_64k = 2000 if q else 10000
+    o.latency_samples = 1000 if q else 5000
+    o.profile_messages = 150000 if q else 300000
+    o.scenarios = [s.strip() for s in o.scenarios.split(",") if s.strip()]
+    if q and "profile" in o.scenarios and "--scenarios" not in " ".join(argv):
+        o.scenarios.remove("profile")
+    return o
+
+
+def main(argv):
+    o = parseArgs(argv)
+    infra.raiseOpenFiles()
+    ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    os.makedirs(o.results, exist_ok=True)
+    base = tempfile.mkdtemp(prefix="kp-bench-")
+    started = time.monotonic()
+    results = {
+        "timestamp": ts, "mode": "quick" if o.quick else "full", "machine": infra.machine(),
+        "versions": versions(), "gateway_source": sourceDigest(),
+        "settings": {k: v for k, v in vars(o).items() if k not in ("results",)},
+        "notes": [], "rows": [],
+    }
+    env = Environment(base, o)
+    bench = Bench(env, o, results)
+    bench.resultsDir, bench.ts = o.results, ts
+
+    def onSignal(sig, frame):
+        raise KeyboardInterrupt(f"signal {sig}")
+    signal.signal(signal.SIGTERM, onSignal)
+    log(f"bench/run {results['mode']} → {o.results}/{ts}.json|.md  (temp dir {base})")
+    log(f"load generator: {results['versions']['load_generator']}")
+    if not results["gateway_source"]["same"]:
+        results["notes"].append("the installed kaazing_promo differs from this checkout's: "
+                                f"{results['gateway_source']} (reinstall with pip install .)")
+        log("WARNING: " + results["notes"][-1])
+    status = 0
+    try:
+        env.startRabbit()
+        env.makeUsers(o.users)
+        if not o.no_delegated:
+            env.startStub()
+        env.gateway, env.ports, startup = env.startGateway("gateway")
+        results["gateway_startup_seconds"] = round(startup, 3)
+        log(f"gateway (internal realm, {o.users} users) listening in {startup:.2f} s: {env.ports}")
+        if not o.no_delegated:
+            env.gatewayDelegated, env.delegatedPorts, _ = env.startGateway("gateway-delegated", "delegated")
+        env.startPeers()
+        for scenario, fn in (("throughput", bench.throughput), ("profile", lambda: bench.profileWebSocket(
+                ts, o.results)), ("latency", bench.latency), ("setup", bench.setup), ("held", bench.held),
+                ("slow", bench.slowConsumer)):
+            if scenario in o.scenarios:
+                log(f"--- {scenario}")
+                t0 = time.monotonic()
+                fn()
+                results.setdefault("scenario_seconds", {})[scenario] = round(time.monotonic() - t0, 1)
+        for c in env.children:
+            if c.name.startswith("gateway") and not c.alive():
+                results["notes"].append(f"{c.name} exited during the run: {c.tail(5)}")
+    except KeyboardInterrupt as e:
+        results["notes"].append(f"interrupted: {e}")
+        status = 130
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        results["notes"].append(f"failed: {type(e).__name__}: {e}")
+        status = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for c in env.children:
+            if c.name.startswith("gateway"):
+                results.setdefault("gateway_log_tail", {})[c.name] = c.tail(15)
+        env.stopAll()
+        results["total_seconds"] = round(time.monotonic() - started, 1)
+        report.write(results, o.results, ts)
+        if o.keep:
+            log(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    log(f"done in {results['total_seconds']} s: {o.results}/{ts}.md")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,272 @@
+"""
+bench/run's output: C{results/<ts>.json} (everything) and C{results/<ts>.md}
+(the tables, with ratios vs direct, socat and websockify), plus the py-spy
+analysis of collapsed stacks.
+"""
+
+import json
+import os
+import re
+from collections import Counter
+
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+
+
+def write(results, directory, ts):
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{ts}.json"), "w") as f:
+        json.dump(results, f, indent=1, sort_keys=False, default=str)
+    with open(os.path.join(directory, f"{ts}.md"), "w") as f:
+        f.write(markdown(results))
+
+
+def _rows(results, scenario):
+    return [r for r in results["rows"] if r.get("scenario") == scenario]
+
+
+def _n(value, digits=0):
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _x(a, b, digits=2):
+    if a is None or not b:
+        return "—"
+    return f"{a / b:.{digits}f}×"
+
+
+def _short(path):
+    return path.rsplit("site-packages/", 1)[-1] if path else path
+
+
+def markdown(results):
+    m = results["machine"]
+    v = results["versions"]
+    out = [f"# kaazing-promo bench — {results['timestamp']} ({results['mode']} mode)", ""]
+    out += [f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}, "
+            f"open-files hard limit {m['open_files_hard_limit']}. Everything on loopback, one run "
+            f"({results.get('total_seconds', '?')} s in all).", ""]
+    out += [f"Versions: kaazing-promo {v['kaazing_promo']} (Python {v['python']}, Twisted {v['twisted']}, "
+            f"Autobahn {v['autobahn']}), RabbitMQ {v['rabbitmq']} (OTP {v['erlang_otp']}, a dedicated node), "
+            f"websockify {v['websockify']}, {v['socat']}.", ""]
+    src = results.get("gateway_source", {})
+    out += [f"Load generator: {v['load_generator']}. Its ceiling is the `direct` row "
+            "(client straight to the broker). Gateway source "
+            f"{'= this checkout' if src.get('same') else '≠ this checkout (see notes)'} "
+            f"({src.get('installed')}); gateway start-up (to listening) "
+            f"{results.get('gateway_startup_seconds', '—')} s.", ""]
+
+    tp = _rows(results, "throughput")
+    if tp:
+        runs = results["settings"]["runs"]
+        out += ["## Throughput — one connection, publish→consume",
+                f"Median of {runs} interleaved run(s); messages per run: 16 B "
+                f"{results['settings']['messages_16']:,}, 4 KiB {results['settings']['messages_4k']:,}, 64 KiB "
+                f"{results['settings']['messages_64k']:,}; frame_max 131072; at most ~8 MiB (≤10,000 messages) "
+                "in flight. CPU columns: the client's share of one core, the relay's and the broker's CPU time "
+                "per message.", "",
+                "| size | target | msg/s | MB/s | × direct | × socat | × websockify | client CPU | relay µs/msg "
+                "| broker µs/msg |",
+                "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for size in (16, 4096, 65536):
+            rows = {r["target"]: r for r in tp if r["size"] == size}
+            ref = {k: rows.get(k, {}).get("msgPerSec") for k in ("direct", "socat", "websockify")}
+            for name, r in rows.items():
+                rate = r.get("msgPerSec")
+                relay = r.get("relayCpuUsPerMsg") if name != "direct" else None
+                out.append(f"| {_size(size)} | {name} | {_n(rate)} | {_n(r.get('mbPerSec'), 1)} | "
+                           f"{_x(rate, ref['direct'])} | {_x(rate, ref['socat'])} | {_x(rate, ref['websockify'])} | "
+                           f"{_n(r.get('clientCpuShare'), 2)} | {_n(relay, 1)} | "
+                           f"{_n(r.get('brokerCpuUsPerMsg'), 1)} |")
+        out += ["", "Each run (msg/s): " + "; ".join(
+            f"{_size(r['size'])} {r['target']}: " + ", ".join(
+                _n(x.get("msgPerSec")) if "error" not in x else "error" for x in r["runs"]) for r in tp), ""]
+        out += _targets(results)
+
+    prof = results.get("profile", {}).get("analysis")
+    if prof:
+        out += ["## Where the gateway's WebSocket path spends its time (py-spy, 16 B)",
+                f"{prof['samples']:,} samples at 200 Hz with `--idle`; {prof['idleShare'] * 100:.1f}% idle "
+                "(in epoll). Shares below are of the busy samples. Flame graph: "
+                f"`{results['profile'].get('svg', '—')}`, stacks: `{results['profile'].get('collapsed', '—')}`, "
+                f"text: `{results['profile'].get('text', '—')}`.", "",
+                "| self % | total % | function | file |", "|---:|---:|---|---|"]
+        for f in prof["top"][:25]:
+            out.append(f"| {f['self'] * 100:.1f} | {f['total'] * 100:.1f} | `{f['func']}` | {_short(f['file'])} |")
+        out += [""]
+
+    lat = _rows(results, "latency")
+    if lat:
+        d = next((r.get("p50ms") for r in lat if r["target"] == "direct"), None)
+        s = next((r.get("p50ms") for r in lat if r["target"] == "socat"), None)
+        out += ["## Round trip — sequential publish→delivery, 16 B",
+                f"{results['settings']['latency_samples']:,} samples per run after 200 warm-up; median over runs.",
+                "", "| target | p50 ms | p99 ms | added p50 vs direct | added p50 vs socat's |",
+                "|---|---:|---:|---:|---:|"]
+        for r in lat:
+            p50 = r.get("p50ms")
+            added = None if p50 is None or d is None else p50 - d
+            socatAdded = None if s is None or d is None else s - d
+            out.append(f"| {r['target']} | {_n(p50, 3)} | {_n(r.get('p99ms'), 3)} | "
+                       f"{'—' if added is None else f'{added:+.3f} ms'} | "
+                       f"{_x(added, socatAdded) if added is not None and socatAdded and socatAdded > 0 else '—'} |")
+        out += [""]
+
+    st = _rows(results, "setup")
+    if st:
+        d = next((r.get("perSec") for r in st if r["target"] == "direct"), None)
+        out += ["## Connection setup — connect, authenticate, Open-Ok, close",
+                f"{results['settings']['concurrency']} opens in flight. `cold`: every user's first login "
+                "(PBKDF2-SHA256 at 1,000 iterations, or one HTTPS request to the stub API Gateway); `warm`: "
+                "the same users again (verify cache / delegated cache).", "",
+                "| target | authentication | cache | connections | ok | failed | per s | × direct | open p50 ms "
+                "| open p99 ms | relay CPU ms/conn | realm requests |",
+                "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in st:
+            out.append(f"| {r['target']} | {r.get('auth')} | {r.get('cache')} | {_n(r.get('connections'))} | "
+                       f"{_n(r.get('ok'))} | {_n(r.get('failed'))} | {_n(r.get('perSec'))} | "
+                       f"{_x(r.get('perSec'), d)} | {_n(r.get('openP50ms'), 1)} | {_n(r.get('openP99ms'), 1)} | "
+                       f"{_n(r.get('relayCpuMsPerConn'), 2) if r['target'] != 'direct' else '—'} | "
+                       f"{_n(r.get('realmRequests'))} |")
+        errs = [f"{r['target']} ({r.get('cache')}): {r['errors'] or r.get('error')}" for r in st
+                if r.get("errors") or r.get("error")]
+        if errs:
+            out += ["", "Errors: " + "; ".join(map(str, errs))]
+        out += [""]
+
+    hd = _rows(results, "held")
+    if hd:
+        out += ["## Held connections",
+                f"Opened {results['settings']['concurrency']} at a time and held; the gateway rows are "
+                "authenticated (internal realm; WebSocket with Basic on the upgrade) and each runs in a fresh "
+                "gateway process. Memory is the growth of the process tree's RSS (and PSS: forked children "
+                "share pages) over its idle baseline, divided by the connections held.", "",
+                "| target | requested | held | alive after 1 s | failed | opens/s | memory of | RSS before MiB "
+                "| RSS after MiB | RSS KiB/conn | PSS KiB/conn | processes |",
+                "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+        for r in hd:
+            out.append(f"| {r['target']} | {_n(r.get('requested'))} | {_n(r.get('held'))} | {_n(r.get('alive'))} | "
+                       f"{_n(r.get('failed'))} | {_n(r.get('openPerSec'))} | {r.get('memoryOf')} | "
+                       f"{_mib(r.get('rssBefore'))} | {_mib(r.get('rssAfter'))} | {_kib(r.get('rssPerConn'))} | "
+                       f"{_kib(r.get('pssPerConn'))} | {_n(r.get('processes'))} |")
+        errs = [f"{r['target']}: {r.get('errors') or r.get('error')}" for r in hd if r.get("errors") or r.get("error")]
+        if errs:
+            out += ["", "Errors: " + "; ".join(map(str, errs))]
+        out += [""]
+
+    sc = _rows(results, "slow-consumer")
+    if sc:
+        out += ["## Slow consumer — bounded memory",
+                "A consumer (noAck) through each relay is stopped (SIGSTOP) while a publisher straight to the "
+                "broker sends 64 KiB messages to its queue; 2 s later it is resumed and drains everything. The "
+                "relay's RSS is sampled every 100 ms.", "",
+                "| target | published MiB | max_pending_bytes | RSS before MiB | growth while stalled MiB "
+                "| peak growth MiB | drained MiB | drain s |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sc:
+            out.append(f"| {r['target']} | {_mib(r.get('published'))} | {_n(r.get('maxPendingBytes'))} | "
+                       f"{_mib(r.get('rssBefore'))} | {_mib(r.get('growthStalled'))} | {_mib(r.get('growthPeak'))} | "
+                       f"{_mib(r.get('received'))} | {_n(r.get('drainSeconds'), 1)} |"
+                       + (f" error: {r['error']}" if r.get("error") else ""))
+        out += [""]
+
+    if results.get("notes"):
+        out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
+    return "\n".join(out)
+
+
+def _targets(results):
+    tp = _rows(results, "throughput")
+
+    def rate(target, size):
+        return next((r.get("msgPerSec") for r in tp if r["target"] == target and r["size"] == size), None)
+    lines = ["Issue 6 targets, judged as shared/PERFORMANCE.md says (against socat in the same run):", ""]
+    for size in (16, 4096):
+        ws, so, wy, d = (rate("gateway-ws", size), rate("socat", size), rate("websockify", size),
+                         rate("direct", size))
+        if None in (ws, so, wy, d):
+            continue
+        need = min(0.9 * so, 2.5 * wy)
+        lines.append(f"- {_size(size)}: gateway-ws {ws:,.0f} msg/s = {ws / so:.2f}× socat (target ≥ 0.90×), "
+                     f"{ws / wy:.2f}× websockify (target ≥ 2.5×, capped at 0.9× socat: needs ≥ {need:,.0f} msg/s), "
+                     f"{ws / d:.2f}× direct — {'met' if ws >= 0.9 * so else 'NOT met'}")
+    lines.append("")
+    return lines
+
+
+def _size(size):
+    return {16: "16 B", 4096: "4 KiB", 65536: "64 KiB"}.get(size, f"{size} B")
+
+
+def _mib(b):
+    return "—" if b is None else f"{b / 2**20:,.1f}"
+
+
+def _kib(b):
+    return "—" if b is None else f"{b / 1024:,.1f}"
+
+
+# -- py-spy -----------------------------------------------------------------------
+
+_IDLE = ("poll (twisted/internet/epollreactor.py", "doPoll (twisted/internet/epollreactor.py")
+
+
+def _frame(text):
+    m = _FRAME.match(text)
+    if not m:
+        return text, ""
+    return m.group("func"), m.group("file")
+
+
+def analyseCollapsed(path):
+    """
+    Self and inclusive shares per function from py-spy's raw (collapsed)
+    output, over the samples not idle in epoll.
+    """
+    selfCount, totalCount = Counter(), Counter()
+    samples = idle = 0
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            stack, _, count = line.rpartition(" ")
+            try:
+                n = int(count)
+            except ValueError:
+                continue
+            frames = [_frame(x) for x in stack.split(";") if x and not x.startswith("process ")
+                      and not x.startswith("thread ")]
+            samples += n
+            if not frames:
+                continue
+            leaf = frames[-1]
+            if leaf[0] in ("poll", "doPoll") and "epollreactor" in leaf[1]:
+                idle += n
+                continue
+            selfCount[leaf] += n
+            for fr in set(frames):
+                totalCount[fr] += n
+    busy = max(1, samples - idle)
+    top = sorted(selfCount, key=lambda k: -selfCount[k])
+    byTotal = sorted(totalCount, key=lambda k: -totalCount[k])
+    return {
+        "samples": samples, "idle": idle, "idleShare": idle / samples if samples else 0.0,
+        "top": [{"func": k[0], "file": k[1], "self": selfCount[k] / busy, "total": totalCount[k] / busy}
+                for k in top[:40]],
+        "topTotal": [{"func": k[0], "file": k[1], "self": selfCount[k] / busy, "total": totalCount[k] / busy}
+                     for k in byTotal[:60]],
+    }
+
+
+def profileText(a):
+    lines = [f"py-spy, gateway WebSocket path, 16 B throughput: {a['samples']} samples, "
+             f"{a['idle']} idle in epoll ({a['idleShare'] * 100:.1f}%); shares of busy samples.", "",
+             "By self time:", f"{'self%':>6} {'total%':>7}  function (file)"]
+    for f in a["top"]:
+        lines.append(f"{f['self'] * 100:6.1f} {f['total'] * 100:7.1f}  {f['func']} ({_short(f['file'])})")
+    lines += ["", "By inclusive time:", f"{'total%':>7} {'self%':>6}  function (file)"]
+    for f in a["topTotal"]:
+        lines.append(f"{f['total'] * 100:7.1f} {f['self'] * 100:6.1f}  {f['func']} ({_short(f['file'])})")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,181 @@
+"""
+The C{[broker_auth]} server: what RabbitMQ's C{rabbitmq_auth_backend_http}
+asks in token mode, answered from the promoter's L{ITokenBook}.
+
+    POST (or GET) /auth/user      username, password            → "allow [tags]" | "deny"
+                  /auth/vhost     username, vhost, ip, tags     → "allow" | "deny"
+                  /auth/resource  … resource, name, permission  → "allow" | "deny"
+                  /auth/topic     … routing_key, variable_map.* → "allow" | "deny"
+
+POST sends the fields form-encoded, GET in the query string; both are read
+from C{request.args}.  Only C{/auth/user} answers with tags (C{allow tags}
+on the other paths breaks the broker's connection); anything missing,
+malformed or unknown is C{deny}.  A token is spent on its first
+C{/auth/user} ask.  The vhost, resource and topic questions are answered
+from the grant the broker names in C{tags} (see L{kaazing_promo.tokens}),
+through the permission table (L{kaazing_promo.permissions}).
+
+No access log is written and nothing logs a form body: the user ask
+carries the token.
+"""
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from kaazing_promo.errors import ConfigError
+from kaazing_promo.interfaces import ITokenPromoter
+
+ALLOW = "allow"
+DENY = "deny"
+
+log = Logger(namespace="kaazing_promo.broker_auth")
+
+
+def _fields(request):
+    """
+    @return: the first value of each request field as L{str}; fields that
+        are not UTF-8 are left out (and so refused as missing).
+    """
+    fields = {}
+    for name, values in (request.args or {}).items():
+        try:
+            fields[name.decode("utf-8")] = values[0].decode("utf-8")
+        except (UnicodeDecodeError, IndexError):
+            continue
+    return fields
+
+
+def _answer(allowed):
+    return ALLOW if allowed else DENY
+
+
+class BrokerQuestions:
+    """
+    The four questions, as functions of the request fields (C{dict} of
+    L{str}) returning the answer text.
+
+    @param book: the L{kaazing_promo.interfaces.ITokenBook}.
+    """
+
+    def __init__(self, book):
+        self.book = book
+
+    def user(self, fields):
+        username, password = fields.get("username"), fields.get("password")
+        if username is None or password is None:
+            return DENY
+        grant = self.book.redeem(username, password)
+        if grant is None:
+            return DENY
+        return " ".join([ALLOW, *self.book.tagsFor(grant)])
+
+    def _grant(self, fields, *required):
+        if any(name not in fields for name in ("username", "vhost", "tags") + required):
+            return None
+        return self.book.grantFor(fields["tags"])
+
+    def vhost(self, fields):
+        grant = self._grant(fields)
+        return _answer(grant is not None and self.book.permissions.allowsVhost(grant, fields["vhost"]))
+
+    def resource(self, fields):
+        grant = self._grant(fields, "resource", "name", "permission")
+        return _answer(grant is not None and self.book.permissions.allowsResource(
+            grant, fields["vhost"], fields["resource"], fields["name"], fields["permission"]))
+
+    def topic(self, fields):
+        grant = self._grant(fields, "resource", "name", "permission", "routing_key")
+        if grant is None or fields["resource"] != "topic":
+            return DENY
+        variables = {
+            "username": fields.get("variable_map.username", fields["username"]),
+            "vhost": fields.get("variable_map.vhost", fields["vhost"]),
+        }
+        return _answer(self.book.permissions.allowsTopic(
+            grant, fields["vhost"], fields["name"], fields["permission"], fields["routing_key"], variables))
+
+
+class QuestionResource(resource.Resource):
+    """
+    One of the four paths: reads the fields of a POST body or GET query and
+    answers C{text/plain}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, question):
+        resource.Resource.__init__(self)
+        self._question = question
+
+    def render_POST(self, request):
+        answer = self._question(_fields(request))
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return answer.encode("utf-8")
+
+    render_GET = render_POST
+
+
+def buildBrokerAuthResource(book):
+    """
+    @return: the root resource serving C{/auth/user}, C{/auth/vhost},
+        C{/auth/resource} and C{/auth/topic} from C{book}.
+    """
+    questions = BrokerQuestions(book)
+    auth = resource.Resource()
+    for name in ("user", "vhost", "resource", "topic"):
+        auth.putChild(name.encode("ascii"), QuestionResource(getattr(questions, name)))
+    root = resource.Resource()
+    root.putChild(b"auth", auth)
+    return root
+
+
+class BrokerAuthSite(server.Site):
+    """
+    A site with no access log (a GET query holds the token) that never
+    shows a traceback.
+    """
+
+    noisy = False
+    displayTracebacks = False
+
+    def log(self, request):
+        pass
+
+
+def buildBrokerAuthService(gateway):
+    """
+    The C{[broker_auth]} listener for a L{kaazing_promo.tap.GatewayService}.
+
+    Hands C{gateway.config.permissions} to the promoter's token book (the
+    book the broker's questions are answered from) and serves it on
+    C{[broker_auth] endpoint}.
+
+    @return: an L{IService} named C{broker_auth}, or L{None} when no
+        endpoint is configured or the promotion mode mints no tokens.
+    @raise ConfigError: the endpoint string is unusable.
+    """
+    config = gateway.config
+    endpointString = config.broker_auth.endpoint
+    if not endpointString:
+        return None
+    if not ITokenPromoter.providedBy(gateway.promoter):
+        log.warn("[broker_auth] endpoint {endpoint} is ignored: only [promotion] mode = \"token\" uses it, "
+                 "not {mode!r}", endpoint=endpointString, mode=config.promotion.mode)
+        return None
+    book = gateway.promoter.tokenBook
+    book.setPermissions(config.permissions)
+    try:
+        endpoint = serverFromString(gateway.reactor, endpointString)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"{config.path}: [broker_auth] key 'endpoint': {endpointString!r} is not a usable "
+                          f"endpoint string ({e})")
+    brokerAuth = StreamServerEndpointService(endpoint, BrokerAuthSite(buildBrokerAuthResource(book)))
+    brokerAuth.setName("broker_auth")
+    log.info("broker_auth: answering RabbitMQ's HTTP auth backend on {endpoint} from {count} [[permissions]] "
+             "entries", endpoint=endpointString, count=len(config.permissions))
+    # A port that cannot be bound stops start-up instead of being logged.
+    brokerAuth._raiseSynchronously = True
+    return brokerAuth

@@ -1,0 +1,302 @@
+"""
+The admin listener (C{[admin] endpoint}, off by default): C{/metrics},
+C{/healthz} and C{/readyz} for the operator's monitoring, never for clients.
+
+C{/readyz} answers from probes cached by a timer (every
+L{PROBE_INTERVAL} seconds), so a scrape never waits for the broker or the
+realm and a busy monitor cannot flood them:
+
+  - C{broker}: TCP connect, protocol header, the broker's Connection.Start
+    received (L{kaazing_promo.amqp.broker.BrokerConnector.probe});
+  - C{realm}: internal: users loaded; delegated: a TLS handshake with the
+    API Gateway's host and port, certificate verified as for a login, within
+    C{[delegated] timeout} — never a login.
+"""
+
+import json
+from urllib.parse import urlsplit
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.internet import defer, protocol
+from twisted.internet.endpoints import HostnameEndpoint, serverFromString, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.logger import Logger
+from twisted.web import resource, server
+from twisted.web.client import BrowserLikePolicyForHTTPS
+from zope.interface import implementer
+
+from kaazing_promo.errors import ConfigError
+from kaazing_promo.ops.metrics import GatewayMetrics, MetricsResource, MetricsService
+
+PROBE_INTERVAL = 5.0
+
+log = Logger(namespace="kaazing_promo.ops.admin")
+
+
+class Probe:
+    """
+    The last answer of one readiness check.
+
+    @ivar ok: L{True}, L{False}, or L{None} before the first answer.
+    @ivar detail: what the operator reads (never a secret).
+    @ivar checked: when the answer came (the clock's seconds), or L{None}.
+    """
+
+    def __init__(self):
+        self.ok = None
+        self.detail = "not checked yet"
+        self.checked = None
+
+    def record(self, ok, detail, now):
+        self.ok, self.detail, self.checked = ok, detail, now
+
+    def asJSON(self, now):
+        return {"ok": bool(self.ok), "detail": self.detail,
+                "age_s": None if self.checked is None else round(now - self.checked, 3)}
+
+
+@implementer(IHandshakeListener)
+class _HandshakeProbe(protocol.Protocol):
+    """
+    Waits for the TLS handshake, then hangs up without sending a byte.
+    """
+
+    def __init__(self):
+        self.done = defer.Deferred()
+
+    def handshakeCompleted(self):
+        if not self.done.called:
+            self.done.callback(True)
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        if not self.done.called:
+            self.done.errback(reason)
+
+
+def tlsPolicy(caFile=None):
+    """
+    @return: the L{BrowserLikePolicyForHTTPS} the delegated realm's client
+        uses: C{caFile}'s certificates, or the system's trust store.
+    @raise ConfigError: C{caFile} cannot be used.
+    """
+    from kaazing_promo.auth.delegated import _loadTrustRoot
+    return BrowserLikePolicyForHTTPS(trustRoot=None if caFile is None else _loadTrustRoot(caFile))
+
+
+def tlsHandshake(reactor, url, policy, timeout=5.0):
+    """
+    Connect to the host and port of C{url} and complete a TLS handshake,
+    verifying the certificate with C{policy} (see L{tlsPolicy}).
+
+    @return: a L{Deferred} firing L{None} on success, failing with why not.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 443
+    endpoint = wrapClientTLS(policy.creatorForNetloc(host.encode("idna"), port),
+                             HostnameEndpoint(reactor, host, port, timeout=timeout))
+    probe = _HandshakeProbe()
+    d = endpoint.connect(protocol.Factory.forProtocol(lambda: probe))
+    d.addCallback(lambda _: probe.done)
+    d.addTimeout(timeout, reactor)
+    return d.addCallback(lambda _: None)
+
+
+class Readiness:
+    """
+    The cached readiness probes of one gateway.
+
+    @ivar probes: C{{"broker": Probe, "realm": Probe}}.
+    """
+
+    def __init__(self, gateway, clock):
+        self.gateway = gateway
+        self.clock = clock
+        self.probes = {"broker": Probe(), "realm": Probe()}
+        self._policy = None
+        if gateway.config.user_auth == "delegated":
+            self._policy = tlsPolicy(gateway.config.delegated.ca_file)
+
+    def refresh(self):
+        """
+        Run every probe once.
+
+        @return: a L{Deferred} that fires when all have answered; it never
+            fails (the timer calling it would stop).
+        """
+        return defer.gatherResults([self._probeBroker(), self._probeRealm()], consumeErrors=True) \
+            .addErrback(lambda failure: log.failure("readiness probe failed", failure))
+
+    def _record(self, name, ok, detail):
+        probe = self.probes[name]
+        if probe.ok is not None and bool(probe.ok) != bool(ok):
+            log.info("readiness: {name} is now {state}: {detail}",
+                     name=name, state="ready" if ok else "NOT ready", detail=detail)
+        probe.record(ok, detail, self.clock.seconds())
+
+    def _probeBroker(self):
+        gateway = self.gateway
+        endpoints = ", ".join(gateway.brokerConnector.descriptions)
+
+        def answered(ok):
+            self._record("broker", ok,
+                         f"Connection.Start received from {endpoints}" if ok
+                         else f"no Connection.Start from {endpoints}")
+        return gateway.brokerConnector.probe(gateway.startCache).addCallback(answered)
+
+    def _probeRealm(self):
+        config = self.gateway.config
+        checker = getattr(self.gateway.portal, "checker", None)
+        if config.user_auth == "off" or checker is None:
+            self._record("realm", True, "user_auth is off")
+            return defer.succeed(None)
+        if config.user_auth == "internal":
+            count = checker.userCount
+            self._record("realm", count > 0, f"{count} users loaded from {checker.path}")
+            return defer.succeed(None)
+        delegated = config.delegated
+
+        def reached(_):
+            self._record("realm", True, f"TLS handshake with {delegated.url} succeeded")
+
+        def failed(failure):
+            error = failure.getErrorMessage() if not failure.check(defer.TimeoutError) \
+                else f"no TLS handshake within {delegated.timeout:g} s"
+            self._record("realm", False, f"{delegated.url} not reachable: {error}")
+        d = defer.maybeDeferred(tlsHandshake, self.gateway.reactor, delegated.url,
+                                self._policy, delegated.timeout)
+        return d.addCallbacks(reached, failed)
+
+    def ready(self):
+        return all(probe.ok for probe in self.probes.values())
+
+    def asJSON(self):
+        now = self.clock.seconds()
+        return {"ready": self.ready(),
+                "checks": {name: probe.asJSON(now) for name, probe in self.probes.items()}}
+
+
+def _json(request, code, document):
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return json.dumps(document, sort_keys=True).encode("utf-8") + b"\n"
+
+
+class HealthResource(resource.Resource):
+    """
+    C{GET /healthz}: 200 while the process runs.
+    """
+
+    isLeaf = True
+
+    def __init__(self, clock):
+        resource.Resource.__init__(self)
+        self.clock = clock
+        self.started = clock.seconds()
+
+    def render_GET(self, request):
+        return _json(request, 200, {"status": "ok",
+                                    "uptime_s": round(self.clock.seconds() - self.started, 3)})
+
+
+class ReadyResource(resource.Resource):
+    """
+    C{GET /readyz}: 200 when every cached probe passed, 503 otherwise, with
+    each check's status.
+    """
+
+    isLeaf = True
+
+    def __init__(self, readiness):
+        resource.Resource.__init__(self)
+        self.readiness = readiness
+
+    def render_GET(self, request):
+        document = self.readiness.asJSON()
+        return _json(request, 200 if document["ready"] else 503, document)
+
+
+class AdminSite(server.Site):
+    """
+    The admin listener's site: no access log (a scrape every few seconds
+    would drown the audit lines).
+    """
+
+    noisy = False
+
+    def log(self, request):
+        pass
+
+
+def buildAdminResource(metrics, readiness, clock):
+    root = resource.Resource()
+    root.putChild(b"metrics", MetricsResource(metrics))
+    root.putChild(b"healthz", HealthResource(clock))
+    root.putChild(b"readyz", ReadyResource(readiness))
+    return root
+
+
+class AdminService(service.MultiService):
+    """
+    The admin listener with the services that feed it: the metrics
+    observer and the readiness timer.
+
+    @ivar metrics: the L{GatewayMetrics}.
+    @ivar readiness: the L{Readiness}.
+    """
+
+    def __init__(self, gateway, endpoint, probeInterval=PROBE_INTERVAL):
+        service.MultiService.__init__(self)
+        self.setName("admin")
+        self.gateway = gateway
+        clock = gateway.reactor
+        checker = getattr(gateway.portal, "checker", None)
+        self.metrics = GatewayMetrics(gateway.contexts, gateway.config.user_auth)
+        self.readiness = Readiness(gateway, clock)
+        MetricsService(self.metrics, checker).setServiceParent(self)
+        probes = TimerService(probeInterval, self.readiness.refresh)
+        probes.clock = clock
+        probes.setServiceParent(self)
+        site = AdminSite(buildAdminResource(self.metrics, self.readiness, clock))
+        self._listener = StreamServerEndpointService(endpoint, site)
+        # A port that cannot be bound stops start-up instead of being logged.
+        self._listener._raiseSynchronously = True
+        self._listener.setServiceParent(self)
+
+    def startService(self):
+        service.MultiService.startService(self)
+        log.info("admin listener on {endpoint}: /metrics /healthz /readyz",
+                 endpoint=self.gateway.config.admin.endpoint)
+
+    def whenListening(self):
+        """
+        @return: a L{Deferred} firing with the admin L{IListeningPort}.
+        """
+        d = defer.Deferred()
+
+        def passOn(port):
+            d.callback(port)
+            return port
+        self._listener._waitingForPort.addCallback(passOn)
+        return d
+
+
+def buildAdminService(gateway):
+    """
+    @param gateway: the L{kaazing_promo.tap.GatewayService} (its config,
+        reactor, portal, contexts, brokerConnector and startCache).
+    @return: the L{AdminService}, or L{None} when C{[admin] endpoint} is not set.
+    @raise ConfigError: the endpoint string is not usable.
+    """
+    config = gateway.config
+    description = config.admin.endpoint
+    if not description:
+        return None
+    try:
+        endpoint = serverFromString(gateway.reactor, description)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        raise ConfigError(f"{config.path}: [admin] key 'endpoint': {description!r} is not a usable "
+                          f"endpoint string ({e}); e.g. \"tcp:port=9419:interface=127.0.0.1\"")
+    return AdminService(gateway, endpoint)

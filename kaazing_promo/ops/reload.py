@@ -1,0 +1,261 @@
+"""
+Reloading without a restart: SIGHUP (C{systemctl reload kaazing-promo}) and
+a poll of users.cnf's modification time.
+
+What a reload takes, each part on its own (a broken part keeps what was
+loaded before and says why; the others still apply):
+
+  - users.cnf and the C{[internal] overlay} (read off the reactor thread);
+  - the broker secrets (C{SecretStore.load()});
+  - C{[promotion.map]}, from a fresh read of the configuration file.  Any
+    other change in that file is logged as needing a restart.
+
+Afterwards, live connections of people who may no longer log in (removed
+or disabled in users.cnf, or refused by the promoter, e.g. dropped from the
+map) are closed with 320 CONNECTION_FORCED.  Everyone else stays connected.
+"""
+
+import signal
+import threading
+
+import attr
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from kaazing_promo.amqp.codec import CONNECTION_FORCED
+from kaazing_promo.auth.internal import UsersCnfWatcher
+from kaazing_promo.config import loadConfig
+from kaazing_promo.errors import ConfigError
+
+log = Logger(namespace="kaazing_promo.ops.reload")
+
+#: Seconds between two looks at users.cnf's modification time.
+POLL_INTERVAL = 2.0
+
+# Sessions in these states are already going.
+_ENDING = ("closing", "closed")
+
+
+def _sections(config):
+    """
+    @return: C{{section name: value}} of everything in C{config} that
+        only a restart can change (C{[promotion.map]} is left out: it is live).
+    """
+    promotion = attr.evolve(config.promotion, map={})
+    fields = attr.asdict(config, recurse=False)
+    fields.pop("path")
+    fields["promotion"] = promotion
+    names = {"user_auth": "user_auth", "apigw_dir": "apigw_dir", "workers": "workers",
+             "drain_timeout": "drain_timeout", "listeners": "[[listeners]]",
+             "permissions": "[[permissions]]"}
+    return {names.get(key, f"[{key}]"): value for key, value in fields.items()}
+
+
+def restartNeeded(old, new):
+    """
+    @return: the names of the settings that differ between two
+        configurations and that a reload cannot apply, sorted.
+    """
+    before, after = _sections(old), _sections(new)
+    return sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
+
+
+class UsersCnfPoll(UsersCnfWatcher):
+    """
+    The users.cnf poll, whose reloads go through the L{ReloadService} so
+    that the connections of removed users close.
+    """
+
+    def __init__(self, reloader, checker, interval=POLL_INTERVAL):
+        UsersCnfWatcher.__init__(self, checker, interval)
+        self.reloader = reloader
+
+    def _poll(self):
+        if self.checker.mtimeChanged():
+            return self.reloader.reloadUsers()
+        return None
+
+
+class ReloadService(service.MultiService):
+    """
+    Reloads on SIGHUP and when users.cnf changes.
+
+    @param gateway: the L{kaazing_promo.tap.GatewayService}: its config,
+        secrets, promoter, portal and contexts.
+    @param apigwDir: C{--apigw-dir} from the command line (it wins over the
+        file's C{apigw_dir} on every read, as at start-up).
+    @param signals: the L{signal} module (tests pass a fake).
+    """
+
+    def __init__(self, gateway, apigwDir=None, pollInterval=POLL_INTERVAL, signals=signal):
+        service.MultiService.__init__(self)
+        self.setName("reload")
+        self.gateway = gateway
+        self.apigwDir = apigwDir
+        self._signals = signals
+        self._previousHandler = None
+        self._lock = defer.DeferredLock()
+        checker = self._checker()
+        if checker is not None and hasattr(checker, "mtimeChanged"):
+            UsersCnfPoll(self, checker, pollInterval).setServiceParent(self)
+
+    def _checker(self):
+        return getattr(self.gateway.portal, "checker", None)
+
+    # SIGHUP
+
+    def startService(self):
+        service.MultiService.startService(self)
+        if threading.current_thread() is not threading.main_thread():
+            log.warn("not on the main thread: SIGHUP will not reload the configuration")
+            return
+        self._previousHandler = self._signals.signal(self._signals.SIGHUP, self._sighup)
+
+    def stopService(self):
+        if self._previousHandler is not None:
+            self._signals.signal(self._signals.SIGHUP, self._previousHandler)
+            self._previousHandler = None
+        return service.MultiService.stopService(self)
+
+    def _sighup(self, signum, frame):
+        # A signal handler runs between two bytecodes of whatever the main
+        # thread was doing: hand the work to the reactor, the one safe way.
+        self.gateway.reactor.callFromThread(self._reloadFromSignal)
+
+    def _reloadFromSignal(self):
+        log.info("SIGHUP: reloading users, secrets and [promotion.map]")
+        self.reload()
+
+    # Reloading
+
+    def reload(self):
+        """
+        Reload everything a reload can take, then close the connections of
+        people no longer allowed in.  One reload runs at a time.
+
+        @return: a L{Deferred} firing with a L{dict}: C{users} (L{True},
+            L{False} when the old users stayed, L{None} without an internal
+            realm), C{secrets} and C{config} (L{True}/L{False}),
+            C{restart} (settings that need a restart) and C{closed} (how
+            many connections were closed).  It never fails.
+        """
+        return self._lock.run(self._reloadAll)
+
+    def reloadUsers(self):
+        """
+        Reload users.cnf only (its modification time changed), then close the
+        connections of users no longer allowed in.
+
+        @return: as L{reload}.
+        """
+        return self._lock.run(self._reloadUsersOnly)
+
+    @defer.inlineCallbacks
+    def _reloadUsersOnly(self):
+        result = {"users": (yield self._reloadUsers())}
+        result["closed"] = self.closeRevoked()
+        return result
+
+    @defer.inlineCallbacks
+    def _reloadAll(self):
+        result = {"users": (yield self._reloadUsers())}
+        result["secrets"] = self._reloadSecrets()
+        result["config"], result["restart"] = self._reloadConfig()
+        result["closed"] = self.closeRevoked()
+        return result
+
+    def _reloadUsers(self):
+        checker = self._checker()
+        if checker is None or not hasattr(checker, "reload"):
+            return defer.succeed(None)
+        # The checker logs a failure itself, with the reason, and keeps its users.
+        return checker.reload()
+
+    def _reloadSecrets(self):
+        secrets = self.gateway.secrets
+        try:
+            secrets.load()
+        except ConfigError as e:
+            log.error("reload: broker secrets kept as they were: {reason}", reason=str(e))
+            return False
+        log.info("reload: broker secrets read from {source}", source=secrets.source)
+        return True
+
+    def _reloadConfig(self):
+        gateway = self.gateway
+        old = gateway.config
+        try:
+            new = loadConfig(old.path, self.apigwDir)
+        except ConfigError as e:
+            log.error("reload: configuration kept as it was: {reason}", reason=str(e))
+            return False, []
+        restart = restartNeeded(old, new)
+        if restart:
+            log.warn("reload: {path}: changes to {settings} need a restart "
+                     "(systemctl restart kaazing-promo); they are not applied",
+                     path=old.path, settings=", ".join(restart))
+        if new.promotion.map != old.promotion.map:
+            reconfigure = getattr(gateway.promoter, "reconfigure", None)
+            if reconfigure is None:
+                log.warn("reload: [promotion.map] changed, but promotion mode {mode!r} does not use it",
+                         mode=old.promotion.mode)
+            else:
+                reconfigure(new.promotion)
+                log.info("reload: [promotion.map] applied ({count} entries)", count=len(new.promotion.map))
+            gateway.config = attr.evolve(old, promotion=attr.evolve(old.promotion, map=new.promotion.map))
+        return True, restart
+
+    # Revoking
+
+    def revocation(self, session):
+        """
+        @return: C{(reason for the log, text for the client)} when
+            C{session}'s person may no longer be connected, else L{None}.
+        """
+        avatar = getattr(session, "avatar", None)
+        if avatar is None or avatar.realm == "anonymous":
+            return None
+        checker = self._checker()
+        isActive = getattr(checker, "isActive", None)
+        if isActive is not None and avatar.realm == "internal" and not isActive(avatar.user):
+            return "user removed or disabled", "CONNECTION_FORCED - user removed"
+        try:
+            self.gateway.promoter.authorize(avatar)
+        except Exception as e:
+            # The client learns only that its access went, not why.
+            return getattr(e, "reason", None) or str(e), "CONNECTION_FORCED - access revoked"
+        return None
+
+    def closeRevoked(self):
+        """
+        Close, with 320 CONNECTION_FORCED, every live connection whose person
+        may no longer be connected.
+
+        @return: how many were closed.
+        """
+        closed = 0
+        for name, context in sorted(self.gateway.contexts.items()):
+            for session in list(context.sessions):
+                if getattr(getattr(session, "state", None), "name", "").lower() in _ENDING:
+                    continue
+                revoked = self.revocation(session)
+                if revoked is None:
+                    continue
+                reason, text = revoked
+                log.info("reload: closing the connection of {user!r} on {listener} from {source}: {reason}",
+                         user=session.avatar.user, listener=name, source=session.source, reason=reason)
+                forceClose(session, text)
+                closed += 1
+        return closed
+
+
+def forceClose(session, text):
+    """
+    Close C{session} with an AMQP Close 320 CONNECTION_FORCED.
+    """
+    close = getattr(session, "forceClose", None)
+    if close is not None:
+        return close(CONNECTION_FORCED, text)
+    # Until GatewaySession has a public way, its own failure path does it.
+    return session._fail(CONNECTION_FORCED, text)

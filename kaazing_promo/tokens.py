@@ -1,0 +1,253 @@
+"""
+Token mode (issue 10): promotion without broker passwords.
+
+The gateway logs each connection in to RabbitMQ with PLAIN, the promoted
+broker user and a fresh single-use token as the password; RabbitMQ's
+C{rabbitmq_auth_backend_http} asks the gateway's C{[broker_auth]} server
+(L{kaazing_promo.brokerauth}) whether that token is good, and then what the
+connection may do.
+
+A token is C{base64url(claims) "." base64url(mac)}: the claims hold a
+128-bit random nonce, the broker user, the expiry, the pinned virtual host
+and those of the person's groups and access profiles that the permission
+table names; the MAC is HMAC-SHA256 (truncated to 128 bits) under the
+book's key.  So whichever process holds the key can check a token (workers
+share the key, DESIGN "Workers"), while single use is enforced by the one
+process that redeems it: the L{TokenBook} remembers each redeemed nonce
+until the token would have expired anyway.
+
+RabbitMQ's vhost, resource and topic questions carry only the user name and
+the tags the user answer gave, not the password.  So the answer to
+C{/auth/user} carries, besides the tags of the matching entries, one
+I{grant tag} (C{kp_grant_} and 16 hex digits) naming the L{Grant} (the
+principals and the pinned vhost) the token carried; the broker hands it back
+with every later question of that connection, and the book looks the grant
+up by it.  Two connections of one broker user with different groups are
+therefore answered each from its own grant.  RabbitMQ turns tags into Erlang
+atoms, which are never freed: a grant tag names a I{set of principals}, not
+a connection, so their number is bounded by the table, not by traffic.
+"""
+
+import base64
+import hashlib
+import heapq
+import hmac
+import json
+import os
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from kaazing_promo.errors import PromotionRefused
+from kaazing_promo.interfaces import ITokenBook, ITokenPromoter
+from kaazing_promo.permissions import Grant, PermissionTable
+from kaazing_promo.promotion import AMQPIdentity
+from kaazing_promo.secrets import Secret
+
+NONCE_BYTES = 16
+MAC_BYTES = 16
+KEY_BYTES = 32
+GRANT_TAG_PREFIX = "kp_grant_"
+_VERSION = 1
+_MAC_CONTEXT = b"kaazing-promo broker token v1\x00"
+# A token (claims and MAC) must fit a Start-Ok, whose frame may not exceed
+# AMQP's frame-min-size (4096 bytes) before Tune-Ok; refuse to mint more.
+MAX_TOKEN_LENGTH = 2048
+
+
+def _b64encode(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def grantTag(grant):
+    """
+    @return: the tag that names C{grant} (lower case: RabbitMQ lower-cases
+        the user answer before it splits the tags).
+    """
+    canonical = json.dumps([sorted(map(list, grant.principals)), grant.vhost], separators=(",", ":"))
+    return GRANT_TAG_PREFIX + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+@implementer(ITokenBook)
+class TokenBook:
+    """
+    Mints and redeems token mode's single-use broker passwords, and holds
+    the permission table the broker's questions are answered from.
+
+    @param ttl: seconds a token is valid after it is minted.
+    @param key: the HMAC key (L{bytes}); a random one per process by
+        default.  Processes that mint for one C{[broker_auth]} server share it.
+    @param clock: an L{IReactorTime}; wall-clock seconds, as processes that
+        share a key must agree on expiry.  The global reactor by default.
+    @param randomBytes: returns that many random bytes (tests pin it).
+    """
+
+    log = Logger(namespace="kaazing_promo.broker_auth")
+
+    def __init__(self, ttl=10.0, key=None, clock=None, randomBytes=os.urandom, permissions=()):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.ttl = ttl
+        self.clock = clock
+        self._key = key if key is not None else os.urandom(KEY_BYTES)
+        self._random = randomBytes
+        self.permissions = PermissionTable(permissions)
+        self._redeemed = {}
+        self._redeemedByExpiry = []
+        self._grants = {}
+
+    def __repr__(self):
+        return f"<TokenBook ttl={self.ttl!r} redeemed={len(self._redeemed)} grants={len(self._grants)}>"
+
+    def setPermissions(self, permissions):
+        self.permissions = PermissionTable(permissions)
+
+    # -- the promoter's side ----------------------------------------------
+
+    def mint(self, brokerUser, avatar, vhost=None):
+        principals = self.permissions.relevantPrincipals(avatar)
+        claims = {
+            "v": _VERSION,
+            "n": _b64encode(self._random(NONCE_BYTES)),
+            "u": brokerUser,
+            "e": int((self.clock.seconds() + self.ttl) * 1000),
+            "h": vhost,
+            "p": sorted(map(list, principals)),
+        }
+        payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        token = f"{_b64encode(payload)}.{_b64encode(self._mac(payload))}"
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise PromotionRefused(f"token for broker user {brokerUser!r} would be {len(token)} bytes long; "
+                                   f"fewer [[permissions]] principals or a shorter user name fit")
+        return Secret(token)
+
+    def _mac(self, payload):
+        return hmac.new(self._key, _MAC_CONTEXT + payload, hashlib.sha256).digest()[:MAC_BYTES]
+
+    # -- the broker's side ------------------------------------------------
+
+    def redeem(self, username, password):
+        claims = self._verified(password)
+        if claims is None:
+            return self._refused(username, "not a token this gateway minted")
+        now = self.clock.seconds()
+        self._forgetExpired(now)
+        nonce, expires = claims["n"], claims["e"] / 1000.0
+        if nonce in self._redeemed:
+            return self._refused(username, "token already used")
+        if now >= expires:
+            return self._refused(username, "token expired")
+        # Spent on its first ask, whatever the answer: a token presented
+        # under another name is stolen, and must not get a second try.
+        self._redeemed[nonce] = expires
+        heapq.heappush(self._redeemedByExpiry, (expires, nonce))
+        if claims["u"] != username:
+            return self._refused(username, "token was minted for another broker user")
+        grant = Grant(frozenset(map(tuple, claims["p"])), claims["h"])
+        if not self.permissions.applies(grant):
+            return self._refused(username, "no [[permissions]] entry applies to its groups any more")
+        tag = grantTag(grant)
+        known = self._grants.setdefault(tag, grant)
+        if known != grant:
+            return self._refused(username, "grant tag collision")
+        return grant
+
+    def _verified(self, password):
+        if not isinstance(password, str) or len(password) > MAX_TOKEN_LENGTH or password.count(".") != 1:
+            return None
+        encodedPayload, encodedMac = password.split(".")
+        try:
+            payload, mac = _b64decode(encodedPayload), _b64decode(encodedMac)
+        except (ValueError, TypeError):
+            return None
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            return None
+        # Signed by us: the structure is ours, but a key shared with a newer
+        # version could sign another shape.
+        try:
+            claims = json.loads(payload)
+        except ValueError:
+            return None
+        if not (isinstance(claims, dict) and claims.get("v") == _VERSION and isinstance(claims.get("n"), str)
+                and isinstance(claims.get("u"), str) and isinstance(claims.get("e"), int)
+                and isinstance(claims.get("h"), (str, type(None))) and isinstance(claims.get("p"), list)
+                and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                        for p in claims["p"])):
+            return None
+        return claims
+
+    def _forgetExpired(self, now):
+        # A redeemed nonce need only be remembered until its token expires:
+        # after that the expiry check refuses it anyway.
+        while self._redeemedByExpiry and self._redeemedByExpiry[0][0] <= now:
+            _, nonce = heapq.heappop(self._redeemedByExpiry)
+            del self._redeemed[nonce]
+
+    def _refused(self, username, reason):
+        self.log.info("broker_auth: login of broker user {user!r} denied: {reason}", user=username, reason=reason)
+        return None
+
+    def grantFor(self, tags):
+        named = [tag for tag in (tags or "").split() if tag.startswith(GRANT_TAG_PREFIX)]
+        if len(named) != 1:
+            return None
+        return self._grants.get(named[0])
+
+    def tagsFor(self, grant):
+        return self.permissions.tags(grant) + [grantTag(grant)]
+
+
+@implementer(ITokenPromoter)
+class TokenPromoter:
+    """
+    C{[promotion] mode = "token"}: PLAIN with the broker user
+    (C{[promotion.map]}'s entry if there is a map, else the gateway user
+    name) and a fresh single-use token from L{tokenBook} as the password.
+
+    @ivar tokenBook: the L{TokenBook}; the C{[broker_auth]} server redeems
+        from the same one (L{kaazing_promo.brokerauth.buildBrokerAuthService}
+        also hands it the permission table).
+    """
+
+    replaces_credentials = True
+
+    def __init__(self, settings, secrets=None, book=None):
+        self._pinnedVhost = settings.vhost
+        self._map = dict(settings.map)
+        self.tokenBook = book if book is not None else TokenBook(ttl=settings.token_ttl)
+
+    def reconfigure(self, settings):
+        """
+        Take a reloaded C{[promotion.map]} and C{token_ttl}.
+        """
+        self._map = dict(settings.map)
+        self.tokenBook.ttl = settings.token_ttl
+
+    def brokerUser(self, avatar):
+        if not self._map:
+            return avatar.user
+        try:
+            return self._map[avatar.user]
+        except KeyError:
+            raise PromotionRefused(f"gateway user {avatar.user!r} has no entry in [promotion.map]")
+
+    def authorize(self, avatar):
+        brokerUser = self.brokerUser(avatar)
+        if not self.tokenBook.permissions.relevantPrincipals(avatar):
+            raise PromotionRefused(f"no [[permissions]] entry names a group or access profile of "
+                                   f"gateway user {avatar.user!r}")
+        return brokerUser
+
+    def credentials(self, avatar, mechanisms):
+        brokerUser = self.authorize(avatar)
+        return AMQPIdentity(brokerUser, self.tokenBook.mint(brokerUser, avatar, self._pinnedVhost))
+
+    def vhost(self, avatar, requested):
+        # The broker asks /auth/vhost; the table is answered there, once.
+        if self._pinnedVhost is not None:
+            return self._pinnedVhost
+        return requested

@@ -1,0 +1,293 @@
+"""
+The demo page in a real browser: Debian's chromium, driven by playwright-core
+from tests/browser/run.mjs, against a gateway running in this process (so the
+trial reactor keeps running while the browser talks to it) and the real
+RabbitMQ.
+
+Needs /usr/bin/chromium, node and tests/browser/node_modules: CI installs
+them (`apt-get install chromium fonts-liberation`, `npm ci --prefix
+tests/browser`).  Without them these tests fail, they do not skip.
+
+Screenshots go to C{_trial_temp/browser-artifacts/<test>/}.  With
+C{KAAZING_PROMO_DOCS_SCREENSHOT=1} the round trip's one is also copied to
+docs/screenshot-roundtrip.png (the README links it).
+"""
+
+import json
+import os
+import shutil
+import socket
+import time
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial import unittest
+
+import kaazing_promo
+from kaazing_promo.auth.passhash import makeHash
+from kaazing_promo.auth.userscnf import UserEntry, renderUsersCnf
+
+from tests.support import (
+    GatewayTestMixin, createUsers, deleteUsers, gatewayConfig, rabbitmqctl, uniqueName)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BROWSER_DIR = os.path.join(HERE, "browser")
+RUN_SCRIPT = os.path.join(BROWSER_DIR, "run.mjs")
+FRAMES_SCRIPT = os.path.join(BROWSER_DIR, "frames.mjs")
+DOCS_SCREENSHOT = os.path.join(HERE, "..", "docs", "screenshot-roundtrip.png")
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+#: The page as packaged: whichever kaazing_promo these tests import.
+WEBROOT = os.path.join(os.path.dirname(os.path.abspath(kaazing_promo.__file__)), "data", "web")
+
+PAGE_USER, PAGE_PASSWORD = "demo", "demo-password"
+OUTSIDER, OUTSIDER_PASSWORD = "outsider", "outsider-password"
+#: HTML and non-ASCII, to show the page treats what arrives as text.
+MESSAGE = "<b>Hello</b> from Chromium — über AMQP ✓"
+
+
+def _node():
+    return shutil.which("node")
+
+
+def missingPrerequisites(needBrowser=True):
+    """
+    @return: what is missing to run the browser tests, as one message, or
+        L{None}.
+    """
+    missing = []
+    if _node() is None:
+        missing.append("node is not on PATH (apt-get install nodejs)")
+    if needBrowser:
+        if not os.access(CHROMIUM, os.X_OK):
+            missing.append(f"{CHROMIUM} is missing (apt-get install chromium fonts-liberation)")
+        if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+            missing.append("tests/browser/node_modules is missing (npm ci --prefix tests/browser)")
+    if not os.path.isfile(os.path.join(WEBROOT, "index.html")):
+        missing.append(f"the packaged page is missing: {WEBROOT}/index.html")
+    if missing:
+        return "browser test prerequisites: " + "; ".join(missing)
+    return None
+
+
+def unusedPort():
+    """
+    A local TCP port nothing listens on (a broker that is down).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BrowserRun(protocol.ProcessProtocol):
+    """
+    run.mjs as a child process: collects its JSON events, answers a
+    C{holding} event once C{onHold} (a function returning a L{Deferred})
+    is done.
+    """
+
+    def __init__(self, onHold=None):
+        self.onHold = onHold
+        self.events = []
+        self.stderr = []
+        self.holds = []
+        self._buffer = b""
+        self.ended = defer.Deferred()
+
+    def outReceived(self, data):
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self.stderr.append(line + b"\n")
+                continue
+            self.events.append(event)
+            if event.get("event") == "holding":
+                self._hold(event)
+
+    def _hold(self, event):
+        d = defer.maybeDeferred(self.onHold, event) if self.onHold else defer.succeed(None)
+        self.holds.append(d)
+
+        def release(result):
+            if self.transport is not None:
+                self.transport.write(b"continue\n")
+            return result
+        d.addBoth(release)
+
+    def errReceived(self, data):
+        self.stderr.append(data)
+
+    def processEnded(self, reason):
+        self.ended.callback(getattr(reason.value, "exitCode", None))
+
+    def named(self, name, kind):
+        return [e for e in self.events if e.get("name") == name and e.get("event") == kind]
+
+    def report(self):
+        lines = [json.dumps(e, ensure_ascii=False) for e in self.events]
+        stderr = b"".join(self.stderr).decode("utf-8", "replace").strip()
+        if stderr:
+            lines.append("stderr:\n" + stderr[-4000:])
+        return "\n".join(lines)
+
+
+class BrowserTests(GatewayTestMixin, unittest.TestCase):
+    """
+    Log in, publish, see it come back; the broker sees the promoted user.
+    """
+
+    timeout = 110
+
+    def setUp(self):
+        problem = missingPrerequisites()
+        if problem:
+            self.fail(problem)
+        self.artifacts = os.path.abspath(os.path.join("browser-artifacts", self._testMethodName))
+        shutil.rmtree(self.artifacts, ignore_errors=True)
+        os.makedirs(self.artifacts)
+
+    def usersCnf(self, directory):
+        """
+        A users.cnf with one user in the listener's required group and one
+        outside it.
+        """
+        users = [
+            UserEntry(PAGE_USER, makeHash(PAGE_PASSWORD, iterations=1000), {"Demo", "Everyone"}, True),
+            UserEntry(OUTSIDER, makeHash(OUTSIDER_PASSWORD, iterations=1000), {"Everyone"}, True),
+        ]
+        groups = {"Demo": [PAGE_USER], "Everyone": [PAGE_USER, OUTSIDER]}
+        path = os.path.join(directory, "users.cnf")
+        with open(path, "wb") as stream:
+            stream.write(renderUsersCnf(users, groups))
+        return path
+
+    @defer.inlineCallbacks
+    def startPageGateway(self, brokerUser, brokerPassword, broker=None):
+        """
+        A gateway on port 0 with the packaged page, the internal realm and
+        consolidated promotion to C{brokerUser}.
+
+        @return: the page's URL.
+        """
+        tmp = os.path.abspath(self.mktemp())
+        os.makedirs(tmp)
+        top = dict(
+            user_auth="internal",
+            internal={"users_cnf": self.usersCnf(tmp)},
+            promotion={"mode": "consolidated", "user": brokerUser, "secrets": {brokerUser: brokerPassword}},
+        )
+        if broker is not None:
+            top["broker"] = {"endpoint": broker}
+        config = gatewayConfig(tmp, listeners=[{
+            "name": "web", "protocol": "websocket", "endpoint": "tcp:0:interface=127.0.0.1",
+            "path": "/amqp", "auth": "required", "webroot": WEBROOT,
+            "require_groups": ["Demo"],
+            # One wrong password, then 429: the last step shows it.
+            "max_failed_logins": 1,
+        }], **top)
+        yield self.startGateway(config)
+        return f"http://127.0.0.1:{self.ports['web']}/"
+
+    @defer.inlineCallbacks
+    def runBrowser(self, url, plan, onHold=None):
+        run = BrowserRun(onHold)
+        node = _node()
+        started = time.monotonic()
+        reactor.spawnProcess(
+            run, node, [node, RUN_SCRIPT, "--url", url, "--out", self.artifacts, "--plan", json.dumps(plan)],
+            env=dict(os.environ), path=BROWSER_DIR)
+        exitCode = yield run.ended
+        # Failures of the check made while the page was connected.
+        for d in run.holds:
+            yield d
+        run.seconds = time.monotonic() - started
+        run.exitCode = exitCode
+        return run
+
+    def assertPassed(self, run, *names):
+        for name in names:
+            if not run.named(name, "passed"):
+                self.fail(f"browser step {name!r} did not pass (exit {run.exitCode}; "
+                          f"screenshots in {self.artifacts}):\n{run.report()}")
+        self.assertEqual(run.exitCode, 0, run.report())
+
+    @defer.inlineCallbacks
+    def test_roundTripAndRefusals(self):
+        """
+        A users.cnf user logs in on the page, publishes, sees the message
+        come back and sees the promoted broker user; meanwhile RabbitMQ
+        lists a connection of that broker user.  Then the page shows its
+        messages for a user outside the required group (403), a wrong
+        password (401) and one attempt too many (429).
+        """
+        brokerUser, brokerPassword = uniqueName("kp-browser"), uniqueName("pw")
+        yield createUsers({brokerUser: brokerPassword})
+        self.addCleanup(deleteUsers, [brokerUser])
+        url = yield self.startPageGateway(brokerUser, brokerPassword)
+        seenByBroker = []
+
+        @defer.inlineCallbacks
+        def whileConnected(event):
+            output = yield rabbitmqctl("list_connections", "user", "--no-table-headers")
+            seenByBroker.extend(line.strip() for line in output.splitlines())
+
+        run = yield self.runBrowser(url, [
+            {"name": "roundtrip", "user": PAGE_USER, "password": PAGE_PASSWORD,
+             "expect": "connected", "message": MESSAGE, "hold": True},
+            {"name": "not-authorized", "user": OUTSIDER, "password": OUTSIDER_PASSWORD,
+             "expect": "error", "code": "403"},
+            {"name": "wrong-password", "user": PAGE_USER, "password": "not-the-password",
+             "expect": "error", "code": "401"},
+            {"name": "too-many-attempts", "user": PAGE_USER, "password": "not-the-password",
+             "expect": "error", "code": "429"},
+        ], whileConnected)
+        self.assertPassed(run, "roundtrip", "not-authorized", "wrong-password", "too-many-attempts")
+
+        [trip] = run.named("roundtrip", "round-trip")
+        self.assertEqual(trip["received"], [MESSAGE])
+        self.assertEqual(trip["identity"]["user"], PAGE_USER)
+        self.assertEqual(trip["identity"]["broker_user"], brokerUser)
+        self.assertEqual(trip["identity"]["vhost"], "/")
+        self.assertTrue(trip["identity"]["queue"].startswith("amq.gen-"), trip["identity"])
+        self.assertIn(brokerUser, seenByBroker)
+        [wrong] = run.named("wrong-password", "error-shown")
+        self.assertEqual(wrong["status"]["text"], "Wrong user name or password.")
+        for name in ("roundtrip", "not-authorized", "wrong-password", "too-many-attempts"):
+            self.assertTrue(os.path.getsize(os.path.join(self.artifacts, f"{name}.png")) > 0)
+        if os.environ.get("KAAZING_PROMO_DOCS_SCREENSHOT"):
+            os.makedirs(os.path.dirname(DOCS_SCREENSHOT), exist_ok=True)
+            shutil.copyfile(os.path.join(self.artifacts, "roundtrip.png"), DOCS_SCREENSHOT)
+
+    @defer.inlineCallbacks
+    def test_brokerDown(self):
+        """
+        With the broker down, the login succeeds but the gateway closes the
+        WebSocket with 1011, and the page says the broker is unreachable.
+        """
+        url = yield self.startPageGateway("nobody", "unused", broker=f"tcp:host=127.0.0.1:port={unusedPort()}")
+        run = yield self.runBrowser(url, [
+            {"name": "broker-down", "user": PAGE_USER, "password": PAGE_PASSWORD,
+             "expect": "error", "code": "broker-down"},
+        ])
+        self.assertPassed(run, "broker-down")
+
+
+class FrameReassemblyTests(unittest.TestCase):
+    """
+    The page's AMQP client reassembles frames however the gateway's
+    WebSocket messages cut them (no browser needed, only node).
+    """
+
+    @defer.inlineCallbacks
+    def test_everySplit(self):
+        problem = missingPrerequisites(needBrowser=False)
+        if problem:
+            self.fail(problem)
+        out, err, code = yield getProcessOutputAndValue(
+            _node(), [FRAMES_SCRIPT, WEBROOT], env=dict(os.environ), path=BROWSER_DIR)
+        self.assertEqual(code, 0, (out + err).decode("utf-8", "replace"))
+        result = json.loads(out)
+        self.assertEqual(result["failures"], [])
+        self.assertGreaterEqual(result["cases"], 10)

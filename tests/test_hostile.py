@@ -1,0 +1,124 @@
+"""
+Issue 7: hostile HTTP on the upgrade, and secrets that never reach a log.
+"""
+
+import base64
+import json
+import random
+
+import treq
+from twisted.internet import defer
+from twisted.logger import formatEvent, globalLogPublisher
+
+from tests.support import basicHeader, closeClient, connectTCP, connectWebSocket, roundTrip, uniqueName
+from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, rawRequest, upgradeRequest
+
+ALLOWED = (b" 400 ", b" 401 ", b" 403 ", b" 426 ", b" 431 ")
+
+
+def statusLine(response):
+    return response.partition(b"\r\n")[0]
+
+
+class HostileUpgradeTests(PromotionTestCase):
+
+    @defer.inlineCallbacks
+    def assertRefused(self, request):
+        response = yield rawRequest(self.ports["web"], request)
+        line = statusLine(response)
+        self.assertTrue(any(code in line for code in ALLOWED), (request[:200], line))
+        self.assertNotIn(b" 500 ", line)
+        return line
+
+    @defer.inlineCallbacks
+    def test_badAuthorizationValues(self):
+        """
+        Bad base64, non-UTF-8 names, other schemes, empty names, duplicate
+        headers: 401, never a 500.
+        """
+        values = [
+            b"Basic !!!notbase64!!!", b"Basic " + base64.b64encode(b"\xff\xfe:pw"), b"Bearer abc",
+            b"Basic " + base64.b64encode(b":nouser"), b"Basic " + base64.b64encode(b"nocolon"), b"Basic",
+            b"basic " + base64.b64encode(b"joe.smith:nope"), b"Basic " + b"A" * 5000,
+        ]
+        for value in values:
+            line = yield self.assertRefused(upgradeRequest(b"Authorization: " + value + b"\r\n"))
+            self.assertIn(b" 401 ", line, value)
+        # Control characters in a header value are a bad request before any auth.
+        line = yield self.assertRefused(upgradeRequest(b"Authorization: \x00\x01\x02\r\n"))
+        self.assertIn(b" 400 ", line)
+        good = basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"].encode()
+        yield self.assertRefused(upgradeRequest(
+            b"Authorization: " + good + b"\r\nAuthorization: " + good + b"\r\n"))
+
+    @defer.inlineCallbacks
+    def test_malformedUpgrades(self):
+        """
+        Missing or broken upgrade headers and oversized headers: 4xx.
+        """
+        requests = [
+            b"GET /amqp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /amqp HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            upgradeRequest(b"X-Big: " + b"a" * 70000 + b"\r\n"),
+            b"GET /amqp HTTP/1.1\r\n" + b"X: y\r\n" * 2000 + b"\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 100 + b"\r\n\r\n",
+            b"POST /amqp/ticket HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+        ]
+        statuses = []
+        for request in requests:
+            response = yield rawRequest(self.ports["web"], request)
+            statuses.append(statusLine(response).split(b" ")[1:2])
+        self.assertEqual(statuses, [[b"426"], [b"400"], [b"431"], [b"400"], [b"400"], [b"401"]])
+
+    @defer.inlineCallbacks
+    def test_fuzzedAuthorization(self):
+        """
+        Arbitrary decoded credentials (seeded, reproducible): 401, or 429
+        once the failed-login limit for this source is reached; never 500.
+        """
+        rng = random.Random(7)
+        for _ in range(40):
+            credentials = rng.randbytes(rng.randrange(1, 200))
+            value = b"Basic " + base64.b64encode(credentials)
+            response = yield rawRequest(self.ports["web"], upgradeRequest(b"Authorization: " + value + b"\r\n"))
+            line = statusLine(response)
+            self.assertTrue(b" 401 " in line or b" 429 " in line, line)
+
+
+class SecretsNeverLoggedTests(PromotionTestCase):
+
+    @defer.inlineCallbacks
+    def test_noSecretInAnyLogEvent(self):
+        """
+        Issue 7 / X4: the integration scenarios with every log event captured
+        (all levels, failures included) show no password, ticket, broker
+        secret or Authorization value; reprs of config and avatar redact.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        authorization = basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"]
+        url = f"http://127.0.0.1:{self.ports['web']}/amqp/ticket"
+        response = yield treq.post(url, auth=("joe.smith", PASSWORDS["joe.smith"]), persistent=False)
+        ticket = json.loads((yield response.content()))["ticket"]
+        client = yield connectWebSocket(self.ports["web"], query=f"?ticket={ticket}", name=uniqueName("s"))
+        yield roundTrip(client, [b"x"])
+        yield closeClient(client)
+        for password in ("nope", PASSWORDS["joe.smith"]):
+            try:
+                yield connectWebSocket(self.ports["web"], headers=basicHeader("joe.smith", password))
+            except Exception:
+                pass
+            try:
+                yield connectTCP(self.ports["amqp"], "joe.smith", password)
+            except Exception:
+                pass
+        secrets = [PASSWORDS["joe.smith"], "nope", ticket, authorization.split()[1], "smithj-pw", "webuser-pw"]
+        texts = [formatEvent(event) + repr(event) for event in events]
+        texts.append(repr(self.gateway.config) + repr(self.gateway.secrets))
+        self.assertGreater(len(events), 5)
+        for text in texts:
+            for secret in secrets:
+                self.assertNotIn(secret, text)
+
+
