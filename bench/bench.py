@@ -327,7 +327,7 @@ class Bench:
             for name, target in targets.items():
                 try:
                     runLoad({"scenario": "throughput", "target": target, "size": size,
-                             "count": max(1000, counts[size] // 10)})
+                             "count": max(500, counts[size] // 10)})
                 except LoadError as e:
                     log(f"warm-up {name} {size} B failed: {e}")
             runs = {name: [] for name in targets}
@@ -455,7 +455,16 @@ class Bench:
 
     def setup(self):
         o = self.opts
-        for name, target, users, basic, auth in self.setupTargets():
+        targets = self.setupTargets()
+        gateways = [t[0] for t in targets if t[0].startswith("gateway")]
+        for name, target, users, basic, auth in targets:
+            if name.startswith("gateway"):
+                # Each gateway row logs in its own slice of the users, so
+                # that its cold pass meets an empty cache (the verify and
+                # delegated caches are per process, shared by listeners).
+                k = gateways.index(name)
+                per = len(users) // len(gateways)
+                users = users[k * per:(k + 1) * per]
             connections = o.setup_connections if name != "websockify" else min(o.setup_connections,
                                                                                  o.setup_connections_peers)
             spec = {"scenario": "setup", "target": target, "users": users, "basic": basic,
@@ -465,6 +474,7 @@ class Bench:
                 # First login of every user: the realm's real cost (PBKDF2 at
                 # 1,000 iterations, or one HTTPS request), then the warm cache.
                 phases.insert(0, ("cold", len(users)))
+                spec["usersFrom"] = users[0][0]
             for phase, count in phases:
                 stub0 = self.env.stubCount() if "delegated" in name else None
                 try:
@@ -474,7 +484,7 @@ class Bench:
                     log(f"setup {name} {phase} failed: {e}")
                     res = {"error": str(e)}
                 row = {"scenario": "setup", "target": name, "auth": auth, "cache": phase if name.startswith(
-                    "gateway") else "-", **res}
+                    "gateway") else "-", "users": len(users), **res}
                 if "error" not in res:
                     row["relayCpuMsPerConn"] = meter.used.get("relay", 0.0) / max(1, res["ok"]) * 1e3
                     if stub0 is not None:
@@ -607,6 +617,16 @@ class Bench:
                                "size": size, "count": count})
                 time.sleep(2.0)
                 tStalled = time.monotonic()
+                # Where the data waits: still in the broker's queue (backpressure
+                # reached it) or inside the relay.
+                listing = env.rabbit.ctl("list_queues", "name", "messages_ready", "message_bytes_ready",
+                                         "--no-table-headers")
+                for line in listing.splitlines():
+                    parts = line.split()
+                    if parts and parts[0] == queue and len(parts) >= 3:
+                        row["brokerReadyMessagesWhileStalled"] = int(parts[1])
+                        row["brokerReadyBytesWhileStalled"] = int(parts[2])
+                tStalled = time.monotonic()
                 os.kill(consumer.pid, signal.SIGCONT)
                 done = consumer.event()["result"]
                 stop.set()
@@ -635,6 +655,11 @@ class Bench:
 
 
 # -- main -------------------------------------------------------------------------
+
+def loadAverage():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
 
 def versions():
     def out(argv):
@@ -718,14 +743,14 @@ def parseArgs(argv):
     o = p.parse_args(argv)
     q = o.quick
     o.runs = o.runs or (1 if q else 3)
-    o.held = o.held or (300 if q else 9000)
-    o.held_peers = o.held_peers or (100 if q else 1000)
-    o.setup_connections = o.setup_connections or (300 if q else 3000)
-    o.users = o.users or (200 if q else 1000)
-    o.slow_mib = o.slow_mib or (64 if q else 256)
-    o.messages_16 = 20000 if q else 100000
-    o.messages_4k = 10000 if q else 50000
-    o.messages_64k = 2000 if q else 10000
+    o.held = o.held or (200 if q else 9000)
+    o.held_peers = o.held_peers or (50 if q else 1000)
+    o.setup_connections = o.setup_connections or (200 if q else 3000)
+    o.users = o.users or (200 if q else 2000)
+    o.slow_mib = o.slow_mib or (32 if q else 256)
+    o.messages_16 = 15000 if q else 100000
+    o.messages_4k = 8000 if q else 50000
+    o.messages_64k = 1500 if q else 10000
     o.latency_samples = 1000 if q else 5000
     o.profile_messages = 150000 if q else 300000
     o.scenarios = [s.strip() for s in o.scenarios.split(",") if s.strip()]
@@ -745,6 +770,7 @@ def main(argv):
         "timestamp": ts, "mode": "quick" if o.quick else "full", "machine": infra.machine(),
         "versions": versions(), "gateway_source": sourceDigest(),
         "settings": {k: v for k, v in vars(o).items() if k not in ("results",)},
+        "load_average_at_start": loadAverage(),
         "notes": [], "rows": [],
     }
     env = Environment(base, o)
@@ -776,10 +802,12 @@ def main(argv):
                 ts, o.results)), ("latency", bench.latency), ("setup", bench.setup), ("held", bench.held),
                 ("slow", bench.slowConsumer)):
             if scenario in o.scenarios:
-                log(f"--- {scenario}")
+                log(f"--- {scenario} (load average {loadAverage()})")
                 t0 = time.monotonic()
+                load0 = loadAverage()
                 fn()
                 results.setdefault("scenario_seconds", {})[scenario] = round(time.monotonic() - t0, 1)
+                results.setdefault("load_average", {})[scenario] = {"start": load0, "end": loadAverage()}
         for c in env.children:
             if c.name.startswith("gateway") and not c.alive():
                 results["notes"].append(f"{c.name} exited during the run: {c.tail(5)}")

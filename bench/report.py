@@ -47,6 +47,11 @@ def markdown(results):
     out += [f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}, "
             f"open-files hard limit {m['open_files_hard_limit']}. Everything on loopback, one run "
             f"({results.get('total_seconds', '?')} s in all).", ""]
+    la = results.get("load_average", {})
+    out += [f"Load average (1, 5, 15 min) at start: {results.get('load_average_at_start', '?')}"
+            + ("; per scenario (start → end): " + "; ".join(f"{k} {v['start']} → {v['end']}" for k, v in la.items())
+               if la else "") + ". Other work on the machine moves absolute figures; ratios are taken within "
+            "this run, rows of a scenario interleaved.", ""]
     out += [f"Versions: kaazing-promo {v['kaazing_promo']} (Python {v['python']}, Twisted {v['twisted']}, "
             f"Autobahn {v['autobahn']}), RabbitMQ {v['rabbitmq']} (OTP {v['erlang_otp']}, a dedicated node), "
             f"websockify {v['websockify']}, {v['socat']}.", ""]
@@ -94,7 +99,8 @@ def markdown(results):
                 "| self % | total % | function | file |", "|---:|---:|---|---|"]
         for f in prof["top"][:25]:
             out.append(f"| {f['self'] * 100:.1f} | {f['total'] * 100:.1f} | `{f['func']}` | {_short(f['file'])} |")
-        out += [""]
+        out += ["", "Self time by package: " + ", ".join(
+            f"{p['package']} {p['self'] * 100:.1f}%" for p in prof.get("packages", [])[:8]), ""]
 
     lat = _rows(results, "latency")
     if lat:
@@ -120,11 +126,12 @@ def markdown(results):
                 f"{results['settings']['concurrency']} opens in flight. `cold`: every user's first login "
                 "(PBKDF2-SHA256 at 1,000 iterations, or one HTTPS request to the stub API Gateway); `warm`: "
                 "the same users again (verify cache / delegated cache).", "",
-                "| target | authentication | cache | connections | ok | failed | per s | × direct | open p50 ms "
+                "| target | authentication | cache | users | connections | ok | failed | per s | × direct | open p50 ms "
                 "| open p99 ms | relay CPU ms/conn | realm requests |",
-                "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in st:
-            out.append(f"| {r['target']} | {r.get('auth')} | {r.get('cache')} | {_n(r.get('connections'))} | "
+            out.append(f"| {r['target']} | {r.get('auth')} | {r.get('cache')} | {_n(r.get('users'))} | "
+                       f"{_n(r.get('connections'))} | "
                        f"{_n(r.get('ok'))} | {_n(r.get('failed'))} | {_n(r.get('perSec'))} | "
                        f"{_x(r.get('perSec'), d)} | {_n(r.get('openP50ms'), 1)} | {_n(r.get('openP99ms'), 1)} | "
                        f"{_n(r.get('relayCpuMsPerConn'), 2) if r['target'] != 'direct' else '—'} | "
@@ -161,12 +168,12 @@ def markdown(results):
                 "A consumer (noAck) through each relay is stopped (SIGSTOP) while a publisher straight to the "
                 "broker sends 64 KiB messages to its queue; 2 s later it is resumed and drains everything. The "
                 "relay's RSS is sampled every 100 ms.", "",
-                "| target | published MiB | max_pending_bytes | RSS before MiB | growth while stalled MiB "
-                "| peak growth MiB | drained MiB | drain s |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "| target | published MiB | max_pending_bytes | still queued in the broker while stalled MiB "
+                "| RSS before MiB | growth while stalled MiB | peak growth MiB | drained MiB | drain s |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in sc:
             out.append(f"| {r['target']} | {_mib(r.get('published'))} | {_n(r.get('maxPendingBytes'))} | "
-                       f"{_mib(r.get('rssBefore'))} | {_mib(r.get('growthStalled'))} | {_mib(r.get('growthPeak'))} | "
+                       f"{_mib(r.get('brokerReadyBytesWhileStalled'))} | {_mib(r.get('rssBefore'))} | {_mib(r.get('growthStalled'))} | {_mib(r.get('growthPeak'))} | "
                        f"{_mib(r.get('received'))} | {_n(r.get('drainSeconds'), 1)} |"
                        + (f" error: {r['error']}" if r.get("error") else ""))
         out += [""]
@@ -242,22 +249,38 @@ def analyseCollapsed(path):
             if not frames:
                 continue
             leaf = frames[-1]
-            if leaf[0] in ("poll", "doPoll") and "epollreactor" in leaf[1]:
+            if leaf[0].rsplit(".", 1)[-1] in ("poll", "doPoll") and "epollreactor" in leaf[1]:
                 idle += n
                 continue
             selfCount[leaf] += n
             for fr in set(frames):
                 totalCount[fr] += n
     busy = max(1, samples - idle)
+    packages = Counter()
+    for (func, path), n in selfCount.items():
+        packages[_package(path)] += n
     top = sorted(selfCount, key=lambda k: -selfCount[k])
     byTotal = sorted(totalCount, key=lambda k: -totalCount[k])
     return {
         "samples": samples, "idle": idle, "idleShare": idle / samples if samples else 0.0,
         "top": [{"func": k[0], "file": k[1], "self": selfCount[k] / busy, "total": totalCount[k] / busy}
                 for k in top[:40]],
+        "packages": [{"package": k, "self": n / busy} for k, n in packages.most_common()],
         "topTotal": [{"func": k[0], "file": k[1], "self": selfCount[k] / busy, "total": totalCount[k] / busy}
                      for k in byTotal[:60]],
     }
+
+
+def _package(path):
+    path = _short(path or "")
+    if path.startswith("<") or not path:
+        return "(other)"
+    head = path.split("/", 1)[0]
+    if head.endswith(".py"):
+        return "(stdlib)" if "/lib/python" in path else head
+    if "/lib/python3" in path:
+        return "(stdlib)"
+    return head
 
 
 def profileText(a):
@@ -266,6 +289,7 @@ def profileText(a):
              "By self time:", f"{'self%':>6} {'total%':>7}  function (file)"]
     for f in a["top"]:
         lines.append(f"{f['self'] * 100:6.1f} {f['total'] * 100:7.1f}  {f['func']} ({_short(f['file'])})")
+    lines += ["", "Self time by package:"] + [f"{p['self'] * 100:6.1f}  {p['package']}" for p in a["packages"]]
     lines += ["", "By inclusive time:", f"{'total%':>7} {'self%':>6}  function (file)"]
     for f in a["topTotal"]:
         lines.append(f"{f['total'] * 100:7.1f} {f['self'] * 100:6.1f}  {f['func']} ({_short(f['file'])})")

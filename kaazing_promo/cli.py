@@ -15,29 +15,15 @@ import sys
 from kaazing_promo.errors import ConfigError
 
 
-def checkConfig(path, apigwDir, out):
+def checkConfig(path, apigwDir, out, err=None):
     """
-    Validate C{path} with the same code start-up runs, without listening.
+    Validate C{path} with the same code start-up runs, without listening;
+    print what was checked and the effective settings, secrets redacted.
 
-    @return: the exit code.
+    @return: the exit code: 0 when the gateway would start, else 1.
     """
-    from twisted.internet import reactor
-
-    from kaazing_promo.config import loadConfig
-    from kaazing_promo.tap import GatewayService
-    try:
-        config = loadConfig(path, apigwDir)
-        gateway = GatewayService(config, reactor)
-    except ConfigError as e:
-        print(f"kaazing-promo: {e}", file=sys.stderr)
-        return 1
-    print(f"{path}: OK", file=out)
-    print(repr(config), file=out)
-    print(f"broker secrets: {gateway.secrets!r}", file=out)
-    checker = getattr(gateway.portal, "checker", None)
-    if checker is not None and hasattr(checker, "userCount"):
-        print(f"users.cnf: {checker.path}: {checker.userCount} users", file=out)
-    return 0
+    from kaazing_promo.ops.checkconfig import checkConfig as check
+    return check(path, apigwDir, out, err or sys.stderr)
 
 
 def main(argv=None, stdin=None, stdout=None):
@@ -45,7 +31,9 @@ def main(argv=None, stdin=None, stdout=None):
     stdout = stdout or sys.stdout
     parser = argparse.ArgumentParser(prog="kaazing-promo", description=__doc__.split("\n\n")[0].strip())
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check-config", help="validate a configuration file and print it, secrets redacted")
+    check = commands.add_parser(
+        "check-config", help="validate a configuration file as start-up would (without listening) "
+                             "and print the effective settings, secrets redacted; exit 0 or 1")
     check.add_argument("file")
     check.add_argument("--apigw-dir", default=None)
     commands.add_parser("hash-password", help="read a password on standard input, print its passHash")

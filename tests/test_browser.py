@@ -15,13 +15,16 @@ docs/screenshot-roundtrip.png (the README links it).
 
 import json
 import os
+import re
 import shutil
 import socket
 import time
 
+import treq
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
+from twisted.web.client import HTTPConnectionPool
 
 import kaazing_promo
 from kaazing_promo.auth.passhash import makeHash
@@ -195,9 +198,15 @@ class BrowserTests(GatewayTestMixin, unittest.TestCase):
         run = BrowserRun(onHold)
         node = _node()
         started = time.monotonic()
-        reactor.spawnProcess(
+        process = reactor.spawnProcess(
             run, node, [node, RUN_SCRIPT, "--url", url, "--out", self.artifacts, "--plan", json.dumps(plan)],
             env=dict(os.environ), path=BROWSER_DIR)
+
+        def killIfRunning():
+            # Only when the test timed out: run.mjs stops by itself otherwise.
+            if not run.ended.called:
+                process.signalProcess("KILL")
+        self.addCleanup(killIfRunning)
         exitCode = yield run.ended
         # Failures of the check made while the page was connected.
         for d in run.holds:
@@ -272,6 +281,103 @@ class BrowserTests(GatewayTestMixin, unittest.TestCase):
              "expect": "error", "code": "broker-down"},
         ])
         self.assertPassed(run, "broker-down")
+
+
+class PageServingTests(GatewayTestMixin, unittest.TestCase):
+    """
+    The web root as the browser gets it: every file the page needs is
+    packaged, and every answer carries the page's security headers.
+    """
+
+    timeout = 30
+
+    PAGE_FILES = ["index.html", "app.js", "style.css", "amqp-gateway-client.mjs", "favicon.svg",
+                  "vendor/amqp-client/amqp-websocket-client.mjs", "vendor/amqp-client/LICENSE",
+                  "vendor/amqp-client/SOURCE.txt"]
+
+    def test_packaged(self):
+        """
+        The page's files are package data, and everything index.html and
+        the modules load is among them (nothing from a CDN).
+        """
+        for name in self.PAGE_FILES:
+            self.assertTrue(os.path.isfile(os.path.join(WEBROOT, name)), name)
+        with open(os.path.join(WEBROOT, "index.html"), encoding="utf-8") as f:
+            html = f.read()
+        references = re.findall(r'(?:src|href)="([^"]+)"', html)
+        for name in ("app.js", "amqp-gateway-client.mjs"):
+            with open(os.path.join(WEBROOT, name), encoding="utf-8") as f:
+                references += re.findall(r'^import .* from "\./([^"]+)"', f.read(), re.M)
+        self.assertIn("app.js", references)
+        for reference in references:
+            self.assertNotIn("//", reference)
+            self.assertTrue(os.path.isfile(os.path.join(WEBROOT, reference)), reference)
+
+    @defer.inlineCallbacks
+    def test_headers(self):
+        tmp = os.path.abspath(self.mktemp())
+        config = gatewayConfig(tmp, listeners=[{
+            "name": "web", "protocol": "websocket", "endpoint": "tcp:0:interface=127.0.0.1",
+            "auth": "none", "webroot": WEBROOT}])
+        yield self.startGateway(config)
+        base = f"http://127.0.0.1:{self.ports['web']}"
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        expected = {
+            "/": (200, "text/html; charset=utf-8"),
+            "/app.js": (200, "text/javascript; charset=utf-8"),
+            "/amqp-gateway-client.mjs": (200, "text/javascript; charset=utf-8"),
+            "/style.css": (200, "text/css; charset=utf-8"),
+            "/vendor/amqp-client/amqp-websocket-client.mjs": (200, "text/javascript; charset=utf-8"),
+            "/vendor/amqp-client/LICENSE": (200, "application/octet-stream"),
+            "/vendor/": (403, None),
+            "/no-such-file": (404, None),
+        }
+        for path, (code, contentType) in expected.items():
+            response = yield treq.get(base + path, pool=pool)
+            yield response.content()
+            headers = response.headers
+            self.assertEqual(response.code, code, path)
+            csp = headers.getRawHeaders("content-security-policy", [""])[0]
+            self.assertIn("default-src 'self'", csp, path)
+            self.assertIn("connect-src 'self' ws: wss:", csp, path)
+            self.assertNotIn("unsafe", csp, path)
+            self.assertEqual(headers.getRawHeaders("x-content-type-options"), ["nosniff"], path)
+            self.assertEqual(headers.getRawHeaders("referrer-policy"), ["no-referrer"], path)
+            self.assertEqual(headers.getRawHeaders("cache-control"), ["no-cache"], path)
+            if contentType:
+                self.assertEqual(headers.getRawHeaders("content-type"), [contentType], path)
+        # The endpoint's own answers keep theirs.
+        response = yield treq.post(base + "/amqp/ticket", pool=pool)
+        yield response.content()
+        self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
+        self.assertIsNone(response.headers.getRawHeaders("content-security-policy"))
+
+
+    @defer.inlineCallbacks
+    def test_ticketFromAllowedOrigin(self):
+        """
+        The shipped configuration lists the page's own origin in
+        allowed_origins: a browser's ticket request from there (it sends
+        Origin on a POST) gets its ticket; one from elsewhere gets 403.
+        """
+        tmp = os.path.abspath(self.mktemp())
+        config = gatewayConfig(tmp, listeners=[{
+            "name": "web", "protocol": "websocket", "endpoint": "tcp:0:interface=127.0.0.1",
+            "auth": "none", "webroot": WEBROOT, "allowed_origins": ["http://page.example:8080"]}])
+        yield self.startGateway(config)
+        url = f"http://127.0.0.1:{self.ports['web']}/amqp/ticket"
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        response = yield treq.post(url, headers={"Origin": "http://page.example:8080"}, pool=pool)
+        body = yield response.content()
+        self.assertEqual(response.code, 200, body)
+        self.assertIn("ticket", json.loads(body))
+        self.assertEqual(response.headers.getRawHeaders("access-control-allow-origin"),
+                         ["http://page.example:8080"])
+        response = yield treq.post(url, headers={"Origin": "http://elsewhere.example"}, pool=pool)
+        yield response.content()
+        self.assertEqual(response.code, 403)
 
 
 class FrameReassemblyTests(unittest.TestCase):

@@ -23,7 +23,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from kaazing_promo.amqp.codec import CONNECTION_FORCED
+from kaazing_promo.amqp.session import State
 from kaazing_promo.auth.internal import UsersCnfWatcher
 from kaazing_promo.config import loadConfig
 from kaazing_promo.errors import ConfigError
@@ -34,7 +34,7 @@ log = Logger(namespace="kaazing_promo.ops.reload")
 POLL_INTERVAL = 2.0
 
 # Sessions in these states are already going.
-_ENDING = ("closing", "closed")
+_ENDING = (State.CLOSING, State.CLOSED)
 
 
 def _sections(config):
@@ -210,8 +210,9 @@ class ReloadService(service.MultiService):
 
     def revocation(self, session):
         """
-        @return: C{(reason for the log, text for the client)} when
-            C{session}'s person may no longer be connected, else L{None}.
+        @return: C{(reason for the operator's log, reason for the client
+            and the audit)} when C{session}'s person may no longer be
+            connected, else L{None}.
         """
         avatar = getattr(session, "avatar", None)
         if avatar is None or avatar.realm == "anonymous":
@@ -219,12 +220,12 @@ class ReloadService(service.MultiService):
         checker = self._checker()
         isActive = getattr(checker, "isActive", None)
         if isActive is not None and avatar.realm == "internal" and not isActive(avatar.user):
-            return "user removed or disabled", "CONNECTION_FORCED - user removed"
+            return "removed or disabled in users.cnf", "user removed or disabled"
         try:
             self.gateway.promoter.authorize(avatar)
         except Exception as e:
             # The client learns only that its access went, not why.
-            return getattr(e, "reason", None) or str(e), "CONNECTION_FORCED - access revoked"
+            return getattr(e, "reason", None) or str(e), "access revoked"
         return None
 
     def closeRevoked(self):
@@ -237,25 +238,15 @@ class ReloadService(service.MultiService):
         closed = 0
         for name, context in sorted(self.gateway.contexts.items()):
             for session in list(context.sessions):
-                if getattr(getattr(session, "state", None), "name", "").lower() in _ENDING:
+                if session.state in _ENDING:
                     continue
                 revoked = self.revocation(session)
                 if revoked is None:
                     continue
-                reason, text = revoked
+                reason, clientReason = revoked
                 log.info("reload: closing the connection of {user!r} on {listener} from {source}: {reason}",
                          user=session.avatar.user, listener=name, source=session.source, reason=reason)
-                forceClose(session, text)
+                session.forceClose(clientReason)
                 closed += 1
         return closed
 
-
-def forceClose(session, text):
-    """
-    Close C{session} with an AMQP Close 320 CONNECTION_FORCED.
-    """
-    close = getattr(session, "forceClose", None)
-    if close is not None:
-        return close(CONNECTION_FORCED, text)
-    # Until GatewaySession has a public way, its own failure path does it.
-    return session._fail(CONNECTION_FORCED, text)

@@ -216,6 +216,33 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             self.dropConnection(abort=False)
 
 
+class _ReactorTimers:
+    """
+    Autobahn's timer interface over plain C{reactor.callLater}.
+
+    Autobahn batches its timers into 200 ms buckets whose reactor call
+    outlives every cancelled timer in it; a plain delayed call per timer is
+    cheap for the reactor's heap and leaves nothing behind a closed
+    connection.
+    """
+
+    def __init__(self, clock):
+        self._clock = clock
+
+    def call_later(self, delay, function, *args, **kwargs):
+        return _Timer(self._clock.callLater(delay, function, *args, **kwargs))
+
+
+class _Timer:
+    def __init__(self, call):
+        self._call = call
+
+    def cancel(self):
+        # Autobahn may cancel a timer that already fired.
+        if self._call.active():
+            self._call.cancel()
+
+
 class GatewayWebSocketFactory(WebSocketServerFactory):
     """
     @ivar context: the listener's L{kaazing_promo.transport.context.ListenerContext}.
@@ -229,6 +256,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         WebSocketServerFactory.__init__(self, url=None, server="kaazing-promo")
         self.context = context
         self.tickets = tickets
+        self._batched_timer = _ReactorTimers(context.clock)
         listener = context.listener
         self.setProtocolOptions(
             maxMessagePayloadSize=listener.max_ws_message,

@@ -87,9 +87,15 @@ async function gatewayRequest(method, what, authorization) {
   switch (response.status) {
     case 401:
       throw new PageError("Wrong user name or password.", "401")
-    case 403:
-      throw new PageError("You are not authorized to use this gateway (your account lacks a required group, "
-        + "or this page's origin is not allowed).", "403")
+    case 403: {
+      // The body is only compared, never shown.
+      const body = await response.json().catch(() => ({}))
+      if (body.error === "origin not allowed") {
+        throw new PageError("This page's origin is not in the gateway's allowed_origins.", "403-origin")
+      }
+      throw new PageError("You are not authorized to use this gateway (your account is not in a "
+        + "required group).", "403")
+    }
     case 429: {
       const wait = parseInt(response.headers.get("Retry-After") || "", 10)
       const when = Number.isFinite(wait) ? `in ${wait} second${wait === 1 ? "" : "s"}` : "in a minute"
@@ -202,8 +208,10 @@ async function logIn(user, password) {
     timer = setTimeout(() => reject(new PageError("The gateway did not finish the AMQP handshake in time "
       + "(is the message broker running?).", "timeout")), HANDSHAKE_TIMEOUT)
   })
+  const connecting = client.connect()
+  connecting.catch(() => {}) // settled by the race below, or after it: never unhandled
   try {
-    await Promise.race([client.connect(), timeout])
+    await Promise.race([connecting, timeout])
   } catch (error) {
     client.abort()
     throw error instanceof PageError ? error : describeConnectionError(error)
@@ -230,10 +238,11 @@ async function logIn(user, password) {
   })
   current.channel = channel
   current.queue = queue.name
+  current.published = 0
+  current.greeting = `Connected as ${whoami.user}; the broker sees ${whoami.broker_user ?? "the promoted user"}.`
   showIdentity(whoami, queue.name)
   setLoggedIn(true)
-  setStatus(`Connected as ${whoami.user}; the broker sees ${whoami.broker_user ?? "the promoted user"}.`,
-    { kind: "ok", state: "connected" })
+  setStatus(current.greeting, { kind: "ok", state: "connected" })
 }
 
 ui.loginForm.addEventListener("submit", async (event) => {
@@ -266,10 +275,12 @@ ui.publishForm.addEventListener("submit", async (event) => {
   if (!text) return
   try {
     // The default exchange routes by queue name: straight back to us.
-    await session.channel.basicPublish("", session.queue, text, { contentType: "text/plain" })
+    const current = session
+    await current.channel.basicPublish("", current.queue, text, { contentType: "text/plain" })
     ui.message.value = ""
-    setStatus(`Published ${text.length} character${text.length === 1 ? "" : "s"}.`,
-      { kind: "ok", state: "connected" })
+    current.published += 1
+    const count = `${current.published} message${current.published === 1 ? "" : "s"}`
+    setStatus(`${current.greeting} Published ${count}.`, { kind: "ok", state: "connected" })
   } catch (error) {
     const explained = describeConnectionError(error)
     setStatus(`Publish failed: ${explained.message}`, { kind: "error", code: explained.code })
@@ -280,10 +291,15 @@ ui.disconnectButton.addEventListener("click", async () => {
   if (session === null) return
   const { client } = session
   session = null
+  ui.disconnectButton.disabled = true
   try {
-    await client.close()
+    // A polite AMQP Connection.Close, but no waiting on a broker that is gone.
+    await Promise.race([client.close(), new Promise((resolve) => setTimeout(resolve, 3000))])
   } catch {
     // Already gone: nothing to do.
+  } finally {
+    client.abort()
+    ui.disconnectButton.disabled = false
   }
   ui.messages.replaceChildren()
   ui.noMessages.hidden = false
