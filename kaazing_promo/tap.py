@@ -197,7 +197,8 @@ class GatewayService(service.MultiService):
         drained = defer.gatherResults(
             [context.drain("gateway shutting down") for context in self.contexts.values()])
         drained.addTimeout(self.config.drain_timeout, self.reactor)
-        drained.addErrback(lambda failure: failure.trap(defer.TimeoutError, defer.CancelledError))
+        drained.addErrback(lambda failure: failure.trap(defer.TimeoutError, defer.CancelledError,
+                                                        defer.FirstError))
         return defer.gatherResults([stopped, drained])
 
     def _probed(self, answered):

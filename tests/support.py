@@ -217,7 +217,7 @@ def connectTCP(port, user="mallory", password="xyz", vhost="/", name=None):
 
 @defer.inlineCallbacks
 def connectWebSocket(port, path="/amqp", headers=None, user="mallory", password="xyz", vhost="/",
-                     name=None, query="", protocols=("amqp",)):
+                     name=None, query="", protocols=("amqp",), factories=None):
     """
     A txamqp client inside an Autobahn WebSocket client, through the
     WebSocket listener.
@@ -228,6 +228,8 @@ def connectWebSocket(port, path="/amqp", headers=None, user="mallory", password=
     factory.amqpFactory = lambda: txamqpClient(vhost, name)
     factory.opened = defer.Deferred()
     factory.closed = defer.Deferred()
+    if factories is not None:
+        factories.append(factory)
     reactor.connectTCP("127.0.0.1", port, factory)
     client = yield factory.opened
     client.wsFactory = factory

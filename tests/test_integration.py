@@ -6,7 +6,8 @@ broker seeing the promoted identity.
 
 import os
 
-from twisted.internet import defer
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import defer, reactor
 
 from tests.support import (
     IntegrationTestCase, brokerConnectionUsers, closeClient, connectTCP, connectWebSocket, createUsers,
@@ -84,3 +85,40 @@ class ConsolidatedRelayTests(IntegrationTestCase):
         self.assertEqual(users, [self.brokerUser])
         yield closeClient(tcp)
         yield closeClient(ws)
+
+
+class TextMessageProtocol(WebSocketClientProtocol):
+    def onOpen(self):
+        self.sendMessage(b"AMQP\x00\x00\x09\x01", isBinary=False)
+
+    def onClose(self, wasClean, code, reason):
+        self.factory.closed.callback(code)
+
+
+class WebSocketFailureTests(IntegrationTestCase):
+
+    @defer.inlineCallbacks
+    def test_textMessageCloses1003(self):
+        """
+        Binary messages only: a text message closes with 1003.
+        """
+        yield self.startGateway(gatewayConfig(self.mktemp()))
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{self.ports['web']}/amqp")
+        factory.protocol = TextMessageProtocol
+        factory.closed = defer.Deferred()
+        reactor.connectTCP("127.0.0.1", self.ports["web"], factory)
+        code = yield factory.closed
+        self.assertEqual(code, 1003)
+
+    @defer.inlineCallbacks
+    def test_brokerUnreachable1011(self):
+        """
+        Broker unreachable after the upgrade: WebSocket close 1011; the TCP
+        listener's client gets an AMQP Close.
+        """
+        yield self.startGateway(gatewayConfig(self.mktemp(), broker={"endpoint": "tcp:host=127.0.0.1:port=1"}))
+        factories = []
+        error = yield self.assertFailure(connectWebSocket(self.ports["web"], factories=factories), Exception)
+        self.assertEqual((yield factories[0].closed), 1011)
+        error = yield self.assertFailure(connectTCP(self.ports["amqp"]), Exception)
+        self.assertIn("320", str(error))

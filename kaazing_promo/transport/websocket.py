@@ -196,7 +196,9 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload, isBinary):
         if not isBinary:
-            self.sendClose(CLOSE_UNSUPPORTED_DATA, "AMQP travels in binary messages only")
+            # sendClose allows only 1000 and 3000-4999; the frame itself takes any code.
+            self.sendCloseFrame(code=CLOSE_UNSUPPORTED_DATA, reasonUtf8=b"AMQP travels in binary messages only",
+                                isReply=False)
             return
         self.session.clientDataReceived(payload)
 
@@ -211,7 +213,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     def close(self, failed):
         if self.state == self.STATE_OPEN:
-            self.sendClose(CLOSE_INTERNAL_ERROR if failed else CLOSE_NORMAL)
+            self.sendCloseFrame(code=CLOSE_INTERNAL_ERROR if failed else CLOSE_NORMAL, isReply=False)
         elif self.state != self.STATE_CLOSED:
             self.dropConnection(abort=False)
 
@@ -316,11 +318,13 @@ class _GatewayHTTPResource(resource.Resource):
     def _origin(self, request):
         origin = request.getHeader(b"origin")
         host = request.getHeader(b"host")
+        origin = None if origin is None else origin.decode("latin-1")
+        host = None if host is None else host.decode("latin-1")
         allowed = self.context.listener.allowed_origins
         if not originAllowed(origin, host, allowed):
             return False
         if origin is not None and allowed is not None:
-            request.setHeader(b"Access-Control-Allow-Origin", origin.encode("utf-8"))
+            request.setHeader(b"Access-Control-Allow-Origin", origin.encode("latin-1"))
             request.setHeader(b"Vary", b"Origin")
         return True
 
