@@ -26,6 +26,7 @@ from twisted.web import http, resource, server, static
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.auth.gate import LoginDenied
 from kaazing_promo.transport.address import describePeer, hostOf
+from kaazing_promo.transport.wsframes import MaskedFrameReader, binaryFrameHeader
 
 TICKET_TTL = 30.0
 SUBPROTOCOL = "amqp"
@@ -152,6 +153,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     log = _QuietLogger()
     session = None
     _deny = None
+    _frames = None
 
     def connectionMade(self):
         WebSocketServerProtocol.connectionMade(self)
@@ -189,10 +191,26 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self.session = self.factory.context.makeSession(
             avatar=self.avatar, source=self.source, credentials=self.credentials)
         self.credentials = None
+        self._frames = MaskedFrameReader(self.factory.context.listener.max_ws_message)
         self.session.clientConnected(self)
         # twisted.web's channel registered itself as the transport's
         # producer; after the upgrade the session's pump takes its place.
         self.transport.unregisterProducer()
+
+    def dataReceived(self, data):
+        """
+        The data path: binary frames go straight to the session, one call
+        per read; whatever else arrives goes through Autobahn.
+        """
+        frames = self._frames
+        if frames is None or self.state != self.STATE_OPEN or (frames.idle and (
+                self.current_frame is not None or self.inside_message or self.data)):
+            return self._dataReceived(data)
+        stream, handBack = frames.feed(data)
+        if stream:
+            self.session.clientDataReceived(stream)
+        if handBack is not None and self.state == self.STATE_OPEN:
+            self._dataReceived(handBack)
 
     def onMessage(self, payload, isBinary):
         if not isBinary:
@@ -209,7 +227,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     # The session's view of its client.
     def write(self, data):
         if self.state == self.STATE_OPEN:
-            self.sendMessage(data, isBinary=True)
+            # Each broker read is one binary message; no mask to the client.
+            self.transport.writeSequence((binaryFrameHeader(len(data)), data))
 
     def close(self, failed):
         if self.state == self.STATE_OPEN:

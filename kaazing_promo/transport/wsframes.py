@@ -1,0 +1,126 @@
+"""
+The WebSocket data path, without a per-frame object in sight.
+
+Once a connection is open, nearly every frame a client sends is a masked,
+unfragmented binary frame carrying a piece of the AMQP stream.
+L{MaskedFrameReader} unmasks those straight into one byte string per read
+and hands anything else (text, fragments, control frames, oversized or
+malformed frames) back to Autobahn, which knows the rest of RFC 6455.
+Frames to the client need no mask: L{binaryFrameHeader} is all it takes.
+
+Why: a relay's cost here is per frame, not per byte (see
+PERFORMANCE.md); Autobahn's general path builds a frame header object, a
+masker and a message per frame.
+"""
+
+import struct
+
+from autobahn.websocket.xormasker import create_xor_masker
+
+_OPCODE_BINARY = 0x2
+_FIN = 0x80
+_MASKED = 0x80
+# Below this size, one big-integer XOR beats building a masker object.
+_SMALL = 128
+
+
+def unmask(payload, mask, offset=0):
+    """
+    @param payload: masked bytes.
+    @param mask: the frame's 4-byte masking key.
+    @param offset: how many payload bytes of this frame came before C{payload}.
+    @return: the unmasked bytes.
+    """
+    shift = offset & 3
+    if shift:
+        mask = mask[shift:] + mask[:shift]
+    size = len(payload)
+    if size < _SMALL:
+        key = (mask * ((size >> 2) + 1))[:size]
+        return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+    return create_xor_masker(mask, size).process(payload)
+
+
+def binaryFrameHeader(size):
+    """
+    @return: the header of an unmasked, final binary frame of C{size} bytes.
+    """
+    if size < 126:
+        return bytes((_FIN | _OPCODE_BINARY, size))
+    if size < 65536:
+        return struct.pack("!BBH", _FIN | _OPCODE_BINARY, 126, size)
+    return struct.pack("!BBQ", _FIN | _OPCODE_BINARY, 127, size)
+
+
+class MaskedFrameReader:
+    """
+    Reads a client's masked, final binary frames into the byte stream they
+    carry, a frame's payload as it arrives (a large frame is not held until
+    it is complete).
+
+    @param maxPayload: frames announcing a larger payload are handed back
+        (Autobahn then fails the connection with 1009).
+    """
+
+    def __init__(self, maxPayload):
+        self.maxPayload = maxPayload
+        self._remaining = 0
+        self._mask = b""
+        self._offset = 0
+        self._held = b""
+
+    @property
+    def idle(self):
+        """
+        Whether the reader stands between frames with nothing held, so that
+        Autobahn can take over.
+        """
+        return not self._remaining and not self._held
+
+    def feed(self, data):
+        """
+        @return: C{(stream, handBack)}: the unmasked payload bytes in
+            C{data}, and L{None} or the bytes from the first frame this
+            reader does not take (from its first header byte on); the reader
+            is then idle.
+        """
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        size = len(data)
+        position = 0
+        parts = []
+        while position < size:
+            if self._remaining:
+                take = min(self._remaining, size - position)
+                parts.append(unmask(data[position:position + take], self._mask, self._offset))
+                self._offset += take
+                self._remaining -= take
+                position += take
+                continue
+            if size - position < 2:
+                self._held = data[position:]
+                break
+            first, second = data[position], data[position + 1]
+            length = second & 0x7F
+            if first != _FIN | _OPCODE_BINARY or not second & _MASKED:
+                return b"".join(parts), data[position:]
+            header = 6
+            if length == 126:
+                header = 8
+            elif length == 127:
+                header = 14
+            if size - position < header:
+                self._held = data[position:]
+                break
+            if length == 126:
+                length = struct.unpack_from("!H", data, position + 2)[0]
+            elif length == 127:
+                length = struct.unpack_from("!Q", data, position + 2)[0]
+            if length > self.maxPayload:
+                return b"".join(parts), data[position:]
+            self._mask = data[position + header - 4:position + header]
+            self._remaining = length
+            self._offset = 0
+            position += header
+        return b"".join(parts), None
