@@ -574,9 +574,9 @@ class GatewaySession:
         self.credentials = None
         if self.lifetime is not None:
             self.lifetime.unwatch(self)
-        if self._onFinished is not None:
-            self._onFinished(self)
         auditConnection(
             self.listener.name, self.source, self.outcome, self.reason,
             getattr(self.avatar, "user", None), self.brokerUser, self.vhost,
             self.clock.seconds() - (self._started or self.clock.seconds()), self.bytesIn, self.bytesOut)
+        if self._onFinished is not None:
+            self._onFinished(self)

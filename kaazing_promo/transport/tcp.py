@@ -18,6 +18,7 @@ class AMQPListenerProtocol(protocol.Protocol):
     """
 
     session = None
+    _idle = None
 
     def connectionMade(self):
         setNoDelay(self.transport)
@@ -25,22 +26,34 @@ class AMQPListenerProtocol(protocol.Protocol):
         if isinstance(handle, socket.socket):
             # Dead peers go (the listener's ping_interval has its WebSocket twin).
             handle.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        # The session starts with the first bytes: behind a haproxy: endpoint
+        # only then is the PROXY header read and getPeer() the real client.
+        context = self.factory.context
+        self._idle = context.clock.callLater(context.listener.handshake_timeout, self.transport.abortConnection)
+
+    def dataReceived(self, data):
+        if self.session is None:
+            if not self._start():
+                return
+        self.session.clientDataReceived(data)
+
+    def _start(self):
+        self._idle.cancel()
         context = self.factory.context
         source = describePeer(self.transport.getPeer())
         if not context.admits(source):
             # Over max_connections: refused before any byte, like a full backlog.
             self.transport.abortConnection()
-            return
+            return False
         self.session = context.makeSession(
             source=source, ownStart=True,
             avatar=None if context.gate else context.anonymous, gate=context.gate)
         self.session.clientConnected(self)
-
-    def dataReceived(self, data):
-        if self.session is not None:
-            self.session.clientDataReceived(data)
+        return True
 
     def connectionLost(self, reason):
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
         if self.session is not None:
             self.session.clientConnectionLost()
 
