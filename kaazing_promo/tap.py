@@ -14,7 +14,7 @@ from twisted.python import usage
 
 from kaazing_promo.amqp.broker import BrokerConnector, BrokerStartCache
 from kaazing_promo.auth.avatar import GatewayRealm
-from kaazing_promo.auth.gate import LoginGate
+from kaazing_promo.auth.gate import FailedLoginLimiter, LoginGate
 from kaazing_promo.auth.lifetime import SessionLifetime
 from kaazing_promo.brokerauth import buildBrokerAuthService
 from kaazing_promo.config import defaultConfigPath, loadConfig
@@ -122,10 +122,11 @@ class GatewayService(service.MultiService):
         if config.user_auth == "delegated":
             self.lifetime = SessionLifetime(config.delegated.on_expiry, self.portal.checker, reactor)
         self.contexts = {}
+        limiter = FailedLoginLimiter(reactor)
         for listener in config.listeners:
             gate = None
             if listener.auth == "required":
-                gate = LoginGate(self.portal, listener, self.promoter, reactor)
+                gate = LoginGate(self.portal, listener, self.promoter, limiter)
             context = ListenerContext(listener, self.promoter, self.brokerConnector, self.startCache,
                                       reactor, gate, self.lifetime)
             self.contexts[listener.name] = context

@@ -11,6 +11,7 @@ from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
 
 from tests.support import basicHeader, closeClient, connectTCP, connectWebSocket, roundTrip, uniqueName
+from tests.support import rabbitmqctl
 from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, rawRequest, upgradeRequest
 
 ALLOWED = (b" 400 ", b" 401 ", b" 403 ", b" 426 ", b" 431 ")
@@ -118,3 +119,72 @@ class SecretsNeverLoggedTests(PromotionTestCase):
                 self.assertNotIn(secret, text)
 
 
+
+
+class RateLimitTests(PromotionTestCase):
+    listenerOptions = {"max_failed_logins": 3}
+
+    def listeners(self):
+        web, amqp = PromotionTestCase.listeners(self)
+        web["allowed_origins"] = ["https://app.example.com"]
+        return [web, amqp]
+
+    @defer.inlineCallbacks
+    def test_X5_failedLoginsRateLimited(self):
+        """
+        X5: past max_failed_logins per user, the WebSocket gets 429 with
+        Retry-After and the AMQP listener Close 403, without asking the
+        realm — even with the right password.
+        """
+        wrong = basicHeader("joe.smith", "nope")["Authorization"].encode()
+        for _ in range(3):
+            line = yield self.assertRefused(upgradeRequest(b"Authorization: " + wrong + b"\r\n"))
+            self.assertIn(b" 401 ", line)
+        right = basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"].encode()
+        response = yield rawRequest(self.ports["web"], upgradeRequest(b"Authorization: " + right + b"\r\n"))
+        self.assertIn(b" 429 ", statusLine(response))
+        self.assertIn(b"Retry-After: ", response)
+        error = yield self.assertFailure(connectTCP(self.ports["amqp"], "joe.smith", PASSWORDS["joe.smith"]),
+                                         Exception)
+        self.assertIn("403", str(error))
+        self.assertIn("retry after", str(error))
+
+    @defer.inlineCallbacks
+    def test_X5_originAllowList(self):
+        """
+        X5: an upgrade or ticket request from an Origin outside
+        allowed_origins gets 403 before any authentication.
+        """
+        right = basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"].encode()
+        response = yield rawRequest(self.ports["web"], upgradeRequest(
+            b"Authorization: " + right + b"\r\nOrigin: https://evil.example.net\r\n"))
+        self.assertIn(b" 403 ", statusLine(response))
+        response = yield rawRequest(self.ports["web"], upgradeRequest(
+            b"Authorization: " + right + b"\r\nOrigin: https://app.example.com\r\n"))
+        self.assertIn(b" 101 ", statusLine(response))
+
+    assertRefused = HostileUpgradeTests.assertRefused
+
+
+class BrokerFaultTests(PromotionTestCase):
+
+    @defer.inlineCallbacks
+    def test_brokerClosesConnection(self):
+        """
+        The broker closing a promoted connection (rabbitmqctl
+        close_connection) reaches the client as the broker's Close; the
+        gateway keeps serving new connections.
+        """
+        for listener in ("web", "amqp"):
+            name = uniqueName(listener)
+            client = yield self.connect(listener, "joe.smith", PASSWORDS["joe.smith"], name=name)
+            output = yield rabbitmqctl("list_connections", "pid", "client_properties", "--no-table-headers")
+            [pid] = [line.split("\t")[0] for line in output.splitlines() if name in line]
+            yield rabbitmqctl("close_connection", pid, "operator says bye")
+            close = yield client.delegate.serverClosed
+            self.assertEqual(close.reply_code, 320)
+            self.assertIn("operator says bye", close.reply_text)
+            again = yield self.connect(listener, "joe.smith", PASSWORDS["joe.smith"])
+            received = yield roundTrip(again, [b"still here"])
+            self.assertEqual(received, [b"still here"])
+            yield closeClient(again)

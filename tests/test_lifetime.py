@@ -129,3 +129,25 @@ class ListenerLimitTests(SynchronousTestCase):
         for session in sessions:
             context._finished(session)
         self.successResultOf(d)
+
+
+class FailedLoginLimiterTests(SynchronousTestCase):
+
+    def test_X5_slidingWindow(self):
+        """
+        X5: past the limit within a minute → a retry hint; the window slides.
+        """
+        from kaazing_promo.auth.gate import FailedLoginLimiter
+        clock = task.Clock()
+        limiter = FailedLoginLimiter(clock)
+        keys = (("source", "10.0.0.1"), ("user", "joe"))
+        for _ in range(3):
+            self.assertIsNone(limiter.retryAfter(3, *keys))
+            limiter.failed(*keys)
+            clock.advance(10)
+        self.assertEqual(limiter.retryAfter(3, *keys), 30)
+        self.assertIsNone(limiter.retryAfter(0, *keys))
+        self.assertEqual(limiter.retryAfter(3, ("user", "joe")), 30)
+        self.assertIsNone(limiter.retryAfter(3, ("user", "alice")))
+        clock.advance(31)
+        self.assertIsNone(limiter.retryAfter(3, *keys))

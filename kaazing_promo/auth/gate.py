@@ -34,13 +34,13 @@ class LoginDenied(Exception):
 class FailedLoginLimiter:
     """
     Counts failed logins per source address and per user name in a sliding
-    window; past C{limit} in the window, logins are refused without asking
-    the realm.  Counters are per process.
+    window, across every listener of the process; past a listener's limit
+    in the window, its logins are refused without asking the realm.
+    Counters are per process.
     """
 
-    def __init__(self, clock, limit, window=60.0):
+    def __init__(self, clock, window=60.0):
         self._clock = clock
-        self.limit = limit
         self.window = window
         self._failures = {}
 
@@ -56,21 +56,20 @@ class FailedLoginLimiter:
             return 0, now
         return len(times), times[0] + self.window - now
 
-    def retryAfter(self, *keys):
+    def retryAfter(self, limit, *keys):
         """
-        @return: seconds to wait if any of C{keys} is over the limit, else L{None}.
+        @param limit: failures allowed in the window (0: no limit).
+        @return: seconds to wait if any of C{keys} is over C{limit}, else L{None}.
         """
-        if not self.limit:
+        if not limit:
             return None
         for key in keys:
             count, wait = self._recent(key)
-            if count >= self.limit:
+            if count >= limit:
                 return max(1, int(wait + 0.999))
         return None
 
     def failed(self, *keys):
-        if not self.limit:
-            return
         now = self._clock.seconds()
         for key in keys:
             self._failures.setdefault(key, collections.deque()).append(now)
@@ -84,16 +83,17 @@ class LoginGate:
     @param listener: the listener's L{kaazing_promo.config.Listener} settings.
     @param promoter: the L{IIdentityPromoter}; an unmapped user is refused
         here, before any AMQP byte reaches the broker.
+    @param limiter: the process's L{FailedLoginLimiter}.
     """
 
     log = Logger()
 
-    def __init__(self, portal, listener, promoter, clock):
+    def __init__(self, portal, listener, promoter, limiter):
         self._portal = portal
         self.listener = listener
         self._promoter = promoter
         self._requireGroups = frozenset(listener.require_groups)
-        self.limiter = FailedLoginLimiter(clock, listener.max_failed_logins)
+        self.limiter = limiter
 
     @defer.inlineCallbacks
     def login(self, username, password, source):
@@ -103,7 +103,7 @@ class LoginGate:
             with L{LoginDenied}.
         """
         keys = (("source", source), ("user", username))
-        retryAfter = self.limiter.retryAfter(*keys)
+        retryAfter = self.limiter.retryAfter(self.listener.max_failed_logins, *keys)
         if retryAfter is not None:
             self._denied(LoginDenied("rate-limited", "too many failed logins", retryAfter), username, source)
         try:
