@@ -7,7 +7,7 @@ broker seeing the promoted identity.
 import os
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet import defer, reactor
+from twisted.internet import defer, error, reactor
 
 from tests.support import (
     IntegrationTestCase, brokerConnectionUsers, closeClient, connectTCP, connectWebSocket, createUsers,
@@ -122,3 +122,24 @@ class WebSocketFailureTests(IntegrationTestCase):
         self.assertEqual((yield factories[0].closed), 1011)
         error = yield self.assertFailure(connectTCP(self.ports["amqp"]), Exception)
         self.assertIn("320", str(error))
+
+
+class ShutdownTests(IntegrationTestCase):
+
+    @defer.inlineCallbacks
+    def test_stopClosesClientsWith320(self):
+        """
+        Graceful shutdown: stop accepting, Close 320 CONNECTION_FORCED to
+        every client on both listeners, done well within drain_timeout.
+        """
+        yield self.startGateway(gatewayConfig(self.mktemp(), drain_timeout=5.0))
+        clients = [(yield connectTCP(self.ports["amqp"])), (yield connectWebSocket(self.ports["web"]))]
+        started = reactor.seconds()
+        yield self.gateway.stopService()
+        self.assertLess(reactor.seconds() - started, 5.0)
+        for client in clients:
+            close = yield client.delegate.serverClosed
+            self.assertEqual(close.reply_code, 320)
+        self.assertEqual([c.sessions for c in self.gateway.contexts.values()], [set(), set()])
+        self.assertEqual((yield clients[1].wsFactory.closed), 1000)
+        yield self.assertFailure(connectTCP(self.ports["amqp"]), error.ConnectionRefusedError)
