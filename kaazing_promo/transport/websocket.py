@@ -220,6 +220,14 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             return
         self.session.clientDataReceived(payload)
 
+    def connectionLost(self, reason):
+        # Autobahn leaves its close-handshake timer running when the TCP
+        # connection goes first; with thousands of clients, that adds up.
+        if self.closeHandshakeTimeoutCall is not None:
+            self.closeHandshakeTimeoutCall.cancel()
+            self.closeHandshakeTimeoutCall = None
+        WebSocketServerProtocol.connectionLost(self, reason)
+
     def onClose(self, wasClean, code, reason):
         if self.session is not None:
             self.session.clientConnectionLost()
