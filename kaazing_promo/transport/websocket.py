@@ -13,7 +13,6 @@ need not match frame boundaries in either direction.
 import base64
 import binascii
 import json
-import secrets
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -25,10 +24,10 @@ from twisted.web import http, resource, server, static
 
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.auth.gate import LoginDenied
-from kaazing_promo.transport.address import describePeer, hostOf
+from kaazing_promo.auth.tickets import TicketBook
+from kaazing_promo.transport.address import describePeer
 from kaazing_promo.transport.wsframes import MaskedFrameReader, binaryFrameHeader
 
-TICKET_TTL = 30.0
 SUBPROTOCOL = "amqp"
 CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED_DATA = 1003
@@ -96,40 +95,6 @@ def originAllowed(origin, host, allowed):
         return origin in allowed or "*" in allowed
     netloc = urlsplit(origin).netloc
     return bool(netloc) and netloc == host
-
-
-class TicketBook:
-    """
-    Single-use tickets for browsers: 128 random bits, valid for
-    L{TICKET_TTL} seconds, bound to the source address they were issued to.
-    """
-
-    def __init__(self, clock, ttl=TICKET_TTL):
-        self._clock = clock
-        self.ttl = ttl
-        self._tickets = {}
-
-    def issue(self, avatar, source, credentials=None):
-        self._expire()
-        ticket = secrets.token_urlsafe(16)
-        self._tickets[ticket] = (avatar, hostOf(source), self._clock.seconds() + self.ttl, credentials)
-        return ticket
-
-    def redeem(self, ticket, source):
-        """
-        @return: C{(avatar, credentials)} the ticket was issued for, or
-            L{None}; a ticket works once.
-        """
-        self._expire()
-        entry = self._tickets.pop(ticket, None)
-        if entry is None or entry[1] != hostOf(source):
-            return None
-        return entry[0], entry[3]
-
-    def _expire(self):
-        now = self._clock.seconds()
-        for ticket in [t for t, (_, _, expires, _) in self._tickets.items() if expires <= now]:
-            del self._tickets[ticket]
 
 
 class _QuietLogger(Logger):
@@ -514,12 +479,14 @@ class GatewaySite(server.Site):
         pass
 
 
-def buildSite(context):
+def buildSite(context, ticketKey=None):
     """
+    @param ticketKey: the key tickets are signed with, shared by the worker
+        processes (random when not given).
     @return: the L{GatewaySite} for a websocket listener.
     """
     listener = context.listener
-    tickets = TicketBook(context.clock)
+    tickets = TicketBook(context.clock, ticketKey)
     factory = GatewayWebSocketFactory(context, tickets)
     endpoint = AMQPEndpointResource(
         WebSocketResource(factory), TicketResource(context, tickets), WhoamiResource(context, tickets))

@@ -1,0 +1,94 @@
+"""
+Single-use tickets for browsers, which cannot set headers on a WebSocket.
+
+A ticket is the authenticated avatar, the client's host and an expiry,
+signed with HMAC-SHA256 under a key the gateway's worker processes share, so
+that any worker can redeem what another issued.  Each process remembers the
+tickets it redeemed until they expire: a ticket works once per process, and
+only from the address it was issued to, for L{TICKET_TTL} seconds.
+"""
+
+import base64
+import collections
+import hashlib
+import hmac
+import json
+import os
+import secrets
+
+from kaazing_promo.auth.avatar import GatewayUser
+from kaazing_promo.transport.address import hostOf
+
+TICKET_TTL = 30.0
+
+
+def _b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TicketBook:
+    """
+    Issues and redeems tickets.
+
+    @param key: the signing key (L{bytes}); random per process when not given.
+    """
+
+    def __init__(self, clock, key=None, ttl=TICKET_TTL):
+        self._clock = clock
+        self._key = key or os.urandom(32)
+        self.ttl = ttl
+        self._redeemed = collections.OrderedDict()
+        # Revalidation credentials stay in the issuing process, never in a ticket.
+        self._credentials = {}
+
+    def issue(self, avatar, source, credentials=None):
+        """
+        @return: the ticket (L{str}, URL-safe).
+        """
+        self._forgetExpired()
+        nonce = secrets.token_urlsafe(16)
+        expires = self._clock.seconds() + self.ttl
+        body = json.dumps({
+            "n": nonce, "x": expires, "h": hostOf(source), "u": avatar.user, "g": sorted(avatar.groups),
+            "p": sorted(avatar.access_profiles), "e": avatar.expires, "r": avatar.realm,
+        }, separators=(",", ":")).encode("utf-8")
+        if credentials is not None:
+            self._credentials[nonce] = (expires, credentials)
+        return _b64(body) + "." + _b64(self._sign(body))
+
+    def redeem(self, ticket, source):
+        """
+        @return: C{(avatar, credentials)} the ticket was issued for (the
+            credentials only in the process that issued it), or L{None}.
+        """
+        self._forgetExpired()
+        try:
+            encodedBody, encodedSignature = ticket.split(".")
+            body = _unb64(encodedBody)
+            if not hmac.compare_digest(_unb64(encodedSignature), self._sign(body)):
+                return None
+            fields = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        nonce, expires = fields["n"], fields["x"]
+        if expires <= self._clock.seconds() or fields["h"] != hostOf(source) or nonce in self._redeemed:
+            return None
+        self._redeemed[nonce] = expires
+        kept = self._credentials.pop(nonce, (None, None))[1]
+        avatar = GatewayUser(fields["u"], fields["g"], fields["p"], fields["e"], fields["r"])
+        return avatar, kept
+
+    def _sign(self, body):
+        return hmac.new(self._key, body, hashlib.sha256).digest()
+
+    def _forgetExpired(self):
+        now = self._clock.seconds()
+        # Every ticket lives ttl seconds, so insertion order is expiry order.
+        while self._redeemed and next(iter(self._redeemed.values())) <= now:
+            self._redeemed.popitem(last=False)
+        for nonce in [n for n, (expires, _) in self._credentials.items() if expires <= now]:
+            del self._credentials[nonce]

@@ -1,0 +1,67 @@
+"""
+Browser tickets: signed, single use, bound to the source, short-lived,
+redeemable by any worker sharing the key.
+"""
+
+from twisted.internet import task
+from twisted.trial.unittest import SynchronousTestCase
+
+from kaazing_promo.auth.avatar import GatewayUser
+from kaazing_promo.auth.tickets import TicketBook
+
+JOE = GatewayUser("joe.smith", {"Tyche"}, {"gold"}, None, "internal")
+
+
+class TicketBookTests(SynchronousTestCase):
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.book = TicketBook(self.clock, b"k" * 32)
+
+    def test_singleUse(self):
+        ticket = self.book.issue(JOE, "10.0.0.1:5000")
+        self.assertEqual(self.book.redeem(ticket, "10.0.0.1:6000"), (JOE, None))
+        self.assertIsNone(self.book.redeem(ticket, "10.0.0.1:6000"))
+
+    def test_boundToSourceHost(self):
+        ticket = self.book.issue(JOE, "10.0.0.1:5000")
+        self.assertIsNone(self.book.redeem(ticket, "10.0.0.2:5000"))
+
+    def test_expires(self):
+        ticket = self.book.issue(JOE, "10.0.0.1:5000")
+        self.clock.advance(self.book.ttl)
+        self.assertIsNone(self.book.redeem(ticket, "10.0.0.1:5000"))
+
+    def test_forged(self):
+        """
+        A ticket signed with another key, or altered, is refused.
+        """
+        other = TicketBook(self.clock, b"x" * 32).issue(JOE, "10.0.0.1:5000")
+        self.assertIsNone(self.book.redeem(other, "10.0.0.1:5000"))
+        ticket = self.book.issue(JOE, "10.0.0.1:5000")
+        body, signature = ticket.split(".")
+        tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
+        self.assertIsNone(self.book.redeem(tampered, "10.0.0.1:5000"))
+        for garbage in ("", ".", "a.b.c", "!!!.???", "e30." + "A" * 43):
+            self.assertIsNone(self.book.redeem(garbage, "10.0.0.1:5000"))
+
+    def test_anotherWorkerRedeems(self):
+        """
+        A worker sharing the key redeems the ticket (without the issuer's
+        revalidation credentials, which never leave it).
+        """
+        ticket = self.book.issue(JOE, "10.0.0.1:5000", credentials=("joe.smith", "pw"))
+        self.assertNotIn("pw", ticket)
+        worker = TicketBook(self.clock, b"k" * 32)
+        self.assertEqual(worker.redeem(ticket, "10.0.0.1:5000"), (JOE, None))
+
+    def test_issuerKeepsCredentials(self):
+        ticket = self.book.issue(JOE, "10.0.0.1:5000", credentials=("joe.smith", "pw"))
+        self.assertEqual(self.book.redeem(ticket, "10.0.0.1:5000"), (JOE, ("joe.smith", "pw")))
+
+    def test_forgetsRedeemedOnceExpired(self):
+        for _ in range(3):
+            self.book.redeem(self.book.issue(JOE, "10.0.0.1:1"), "10.0.0.1:1")
+        self.clock.advance(self.book.ttl + 1)
+        self.book.issue(JOE, "10.0.0.1:1")
+        self.assertEqual(len(self.book._redeemed), 0)
