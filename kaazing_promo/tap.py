@@ -2,6 +2,7 @@
 The twistd plugin: C{twistd -n kaazing-promo [--config FILE] [--apigw-dir DIR]}.
 """
 
+import os
 import resource as rlimit
 
 from twisted.application import service
@@ -27,6 +28,7 @@ from kaazing_promo.secrets import SecretStore
 from kaazing_promo.transport.context import ListenerContext
 from kaazing_promo.transport.tcp import AMQPListenerFactory
 from kaazing_promo.transport.websocket import buildSite
+from kaazing_promo.workers import AdoptedPortService, WorkerPool, checkWorkerEndpoints
 
 log = Logger(namespace="kaazing_promo")
 
@@ -103,14 +105,21 @@ class GatewayService(service.MultiService):
     The whole gateway: one child service per listener.
     """
 
-    def __init__(self, config, reactor, apigwDir=None):
+    def __init__(self, config, reactor, apigwDir=None, inheritedPorts=None, ticketKey=None):
         """
         @param apigwDir: C{--apigw-dir}, which every reload of the
             configuration file honours as start-up did.
+        @param inheritedPorts: in a worker process, C{{listener name: file
+            descriptor}} of the sockets the master bound.
+        @param ticketKey: the key browser tickets are signed with, shared
+            with the workers; random when not given.
         """
         service.MultiService.__init__(self)
+        checkWorkerEndpoints(config)
         self.config = config
         self.reactor = reactor
+        self.isWorker = inheritedPorts is not None
+        self.ticketKey = ticketKey or os.urandom(32)
         self.secrets = SecretStore(config.promotion.secrets_file, config.promotion.inline_secrets)
         self.secrets.load()
         self.promoter = makePromoter(config.promotion, self.secrets)
@@ -131,9 +140,14 @@ class GatewayService(service.MultiService):
                                       reactor, gate, self.lifetime)
             self.contexts[listener.name] = context
             if listener.protocol == "websocket":
-                factory = buildSite(context)
+                factory = buildSite(context, self.ticketKey)
             else:
                 factory = AMQPListenerFactory(context)
+            if self.isWorker:
+                listenerService = AdoptedPortService(reactor, inheritedPorts[listener.name], factory)
+                listenerService.setName(listener.name)
+                listenerService.setServiceParent(self)
+                continue
             try:
                 endpoint = serverFromString(reactor, listener.endpoint)
             except (ValueError, TypeError, KeyError) as e:
@@ -144,15 +158,21 @@ class GatewayService(service.MultiService):
             # A port that cannot be bound stops start-up instead of being logged.
             listenerService._raiseSynchronously = True
             listenerService.setServiceParent(self)
-        # Token mode: the listener RabbitMQ's HTTP auth backend asks about the promoter's tokens.
-        self.brokerAuth = buildBrokerAuthService(self)
-        if self.brokerAuth is not None:
-            self.brokerAuth.setServiceParent(self)
-        # Operations: the admin listener (only with [admin] endpoint) and
-        # reloads on SIGHUP or a changed users.cnf.
-        self.admin = buildAdminService(self)
-        if self.admin is not None:
-            self.admin.setServiceParent(self)
+        # The master alone serves the admin and broker_auth listeners.
+        self.brokerAuth = self.admin = None
+        if not self.isWorker:
+            # Token mode: the listener RabbitMQ's HTTP auth backend asks about the promoter's tokens.
+            self.brokerAuth = buildBrokerAuthService(self)
+            if self.brokerAuth is not None:
+                self.brokerAuth.setServiceParent(self)
+            # Operations: the admin listener (only with [admin] endpoint).
+            self.admin = buildAdminService(self)
+            if self.admin is not None:
+                self.admin.setServiceParent(self)
+        if config.workers > 1 and not self.isWorker:
+            self.workers = WorkerPool(self, apigwDir)
+            self.workers.setServiceParent(self)
+        # Reloads on SIGHUP or a changed users.cnf, in every process.
         self.reloader = ReloadService(self, apigwDir)
         self.reloader.setServiceParent(self)
 

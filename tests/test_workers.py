@@ -1,0 +1,63 @@
+"""
+workers = N: worker processes adopt the master's listening sockets and
+serve clients; tickets issued by one process open WebSockets in another.
+"""
+
+import json
+
+import treq
+from twisted.internet import defer
+
+from kaazing_promo.config import parseConfig
+from kaazing_promo.errors import ConfigError
+from tests.support import (
+    IntegrationTestCase, closeClient, connectTCP, connectWebSocket, gatewayConfig, roundTrip)
+from tests.test_promotion_broker import PASSWORDS, PromotionTestCase
+
+
+class WorkerTests(PromotionTestCase):
+
+    def configuration(self):
+        configuration = PromotionTestCase.configuration(self)
+        configuration["workers"] = 2
+        return configuration
+
+    @defer.inlineCallbacks
+    def test_workerServesAndRedeemsTickets(self):
+        """
+        With the master's own sockets paused, clients are served by the
+        worker; a ticket the master issued opens a WebSocket in the worker.
+        """
+        url = f"http://127.0.0.1:{self.ports['web']}/amqp/ticket"
+        response = yield treq.post(url, auth=("joe.smith", PASSWORDS["joe.smith"]), persistent=False)
+        ticket = json.loads((yield response.content()))["ticket"]
+        ports = yield self.gateway.whenListening()
+        for port in ports.values():
+            port.stopReading()
+        tcp = yield connectTCP(self.ports["amqp"], "joe.smith", PASSWORDS["joe.smith"])
+        ws = yield connectWebSocket(self.ports["web"], query=f"?ticket={ticket}")
+        for client in (tcp, ws):
+            received = yield roundTrip(client, [b"from a worker"])
+            self.assertEqual(received, [b"from a worker"])
+        self.assertEqual([c.sessions for c in self.gateway.contexts.values()], [set(), set()])
+        yield closeClient(tcp)
+        yield closeClient(ws)
+        yield ws.wsFactory.closed
+        for port in ports.values():
+            port.startReading()
+        yield self.gateway.stopService()
+        [worker] = self.gateway.workers.processes
+        self.assertTrue(worker.ended.called)
+
+
+class WorkerConfigTests(IntegrationTestCase):
+
+    def test_workersNeedPlainTCP(self):
+        """
+        A socket behind haproxy: or ssl: cannot be handed over as it is.
+        """
+        config = gatewayConfig(self.mktemp(), workers=2, listeners=[
+            {"name": "lb", "protocol": "amqp", "endpoint": "haproxy:tcp:0", "auth": "none"}])
+        from kaazing_promo.workers import checkWorkerEndpoints
+        error = self.assertRaises(ConfigError, checkWorkerEndpoints, config)
+        self.assertIn("'lb'", str(error))
