@@ -84,7 +84,7 @@ class ServiceTests(SynchronousTestCase):
         options = tap.Options()
         options.parseOptions([])
         service = tap.makeService(options)
-        self.assertEqual(sorted(s.name for s in service), ["amqp", "web"])
+        self.assertTrue({"amqp", "web"} <= {s.name for s in service})
         self.assertEqual(service.config.user_auth, "internal")
         self.assertGreater(service.portal.checker.userCount, 0)
 
