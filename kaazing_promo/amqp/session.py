@@ -234,12 +234,13 @@ class GatewaySession:
         try:
             username, password = codec.decodeSASLResponse(mechanism, method.args["response"])
         except AMQPError:
-            return self._loginFailed(LoginDenied("bad-credentials", "malformed SASL response"), mechanism)
+            return self._refuseLogin(LoginDenied("bad-credentials", "malformed SASL response"), mechanism)
         self.state = State.AUTHENTICATING
         if self.lifetime is not None and self.lifetime.keepsCredentials:
             self.credentials = (username, password)
         d = defer.maybeDeferred(self.gate.login, username, password, self.source)
         d.addCallbacks(self._loggedIn, self._loginFailed, errbackArgs=(mechanism,))
+        # Anything but a LoginDenied is a bug: log it and drop the client.
         d.addErrback(self._internalError)
 
     def _loggedIn(self, avatar):
@@ -249,11 +250,12 @@ class GatewaySession:
         self._connectBroker()
 
     def _loginFailed(self, failure, mechanism):
+        failure.trap(LoginDenied)
+        self._refuseLogin(failure.value, mechanism)
+
+    def _refuseLogin(self, denial, mechanism):
         if self.state is State.CLOSED:
             return
-        denial = failure.value if hasattr(failure, "value") else failure
-        if not isinstance(denial, LoginDenied):
-            return failure
         self.outcome, self.reason = denial.outcome, denial.reason
         text = f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism.decode()}"
         if denial.outcome == "rate-limited":
