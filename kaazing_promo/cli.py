@@ -41,8 +41,19 @@ def main(argv=None, stdin=None, stdout=None):
     provision.add_argument("--apigw-dir", required=True)
     provision.add_argument("--instance", required=True)
     provision.add_argument("--force", action="store_true", help="replace a different existing users.cnf")
+    from kaazing_promo import container
+    container.addArguments(commands.add_parser(
+        "containerfile", help="write a container build context (Containerfile, wheels, configuration, "
+                              "users.cnf; no secret) that builds with no network",
+        description="Write a container build context: a Containerfile (Dockerfile syntax; "
+                    "podman build --format docker, or docker build), this package and its dependencies "
+                    "as wheels, the configuration pointing inside the image, and users.cnf. Broker "
+                    f"secrets are mounted at run time at {container.SECRETS_PATH}."))
     options = parser.parse_args(argv)
 
+    if options.command == "containerfile":
+        return container.containerfileCommand(options, stdout, sys.stderr,
+                                              sys.argv[1:] if argv is None else argv)
     if options.command == "check-config":
         return checkConfig(options.file, options.apigw_dir, stdout)
     if options.command == "hash-password":

@@ -9,6 +9,7 @@ from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.cred.portal import Portal
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
@@ -150,6 +151,13 @@ class GatewayService(service.MultiService):
                 continue
             try:
                 endpoint = serverFromString(reactor, listener.endpoint)
+            except (IndexError, AttributeError) as e:
+                if not listener.endpoint.startswith("systemd:"):
+                    raise
+                raise ConfigError(
+                    f"{config.path}: [[listeners]] {listener.name!r} key 'endpoint': {listener.endpoint!r} "
+                    f"has no socket from systemd ({type(e).__name__}); systemd: endpoints need the sockets of "
+                    "kaazing-promo.socket (LISTEN_FDS): start it with the socket-activation drop-in, or use tcp:")
             except (ValueError, TypeError, KeyError) as e:
                 raise ConfigError(f"{config.path}: [[listeners]] {listener.name!r} key 'endpoint': "
                                   f"{listener.endpoint!r} is not a usable endpoint string ({e})")
@@ -175,6 +183,15 @@ class GatewayService(service.MultiService):
         # Reloads on SIGHUP or a changed users.cnf, in every process.
         self.reloader = ReloadService(self, apigwDir)
         self.reloader.setServiceParent(self)
+
+    _probing = defer.succeed(None)
+
+    def privilegedStartService(self):
+        try:
+            service.MultiService.privilegedStartService(self)
+        except CannotListenError as e:
+            raise SystemExit(f"kaazing-promo: {self.config.path}: cannot listen on {e.interface or '*'}:{e.port} "
+                             f"({e.socketError}); stop whatever holds the port or change that endpoint")
 
     def whenListening(self):
         """
@@ -207,7 +224,7 @@ class GatewayService(service.MultiService):
                                 else ""))
         log.info("open-files limit allows about {clients} clients", clients=clients)
         service.MultiService.startService(self)
-        self.brokerConnector.probe(self.startCache).addCallback(self._probed)
+        self._probing = self.brokerConnector.probe(self.startCache).addCallback(self._probed)
 
     def stopService(self):
         """
@@ -220,7 +237,7 @@ class GatewayService(service.MultiService):
         drained.addTimeout(self.config.drain_timeout, self.reactor)
         drained.addErrback(lambda failure: failure.trap(defer.TimeoutError, defer.CancelledError,
                                                         defer.FirstError))
-        return defer.gatherResults([stopped, drained])
+        return defer.gatherResults([stopped, drained, self._probing])
 
     def _probed(self, answered):
         if answered:

@@ -28,7 +28,7 @@ from kaazing_promo.auth.userscnf import UserEntry
 from kaazing_promo.config import loadConfig, parseConfig
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.ops import admin, audit, reload as reloading
-from kaazing_promo.ops.admin import HealthResource, Readiness, buildAdminResource, buildAdminService
+from kaazing_promo.ops.admin import Readiness, buildAdminResource, buildAdminService
 from kaazing_promo.ops.audit import BROKER_UNREACHABLE, AuditJSONService
 from kaazing_promo.ops.checkconfig import checkConfig, describeSettings, systemdEndpointsBySyntax
 from kaazing_promo.ops.metrics import GatewayMetrics, IRealmMetrics, MetricsResource, MetricsService
@@ -74,8 +74,8 @@ class FakeSession:
     """
 
     def __init__(self, user=None, realm="internal", bytesIn=0, bytesOut=0, paused=False,
-                 state=State.PASSTHROUGH, source="10.0.0.1:40000"):
-        self.avatar = GatewayUser(user, realm=realm) if user else None
+                 state=State.PASSTHROUGH, source="10.0.0.1:40000", groups=()):
+        self.avatar = GatewayUser(user, groups, realm=realm) if user else None
         self.source = source
         self.bytesIn, self.bytesOut = bytesIn, bytesOut
         self.client = FakeSide(paused)
@@ -457,6 +457,14 @@ class HealthTests(SynchronousTestCase):
         render(buildAdminResource(service.metrics, service.readiness, gateway.reactor), b"/readyz")
         self.assertEqual(gateway.brokerConnector.probes, 2)
 
+    def test_X4_noAdminListenerInWorkers(self):
+        """
+        X4: with workers > 1 only the master binds the admin endpoint.
+        """
+        gateway = fakeGateway(admin={"endpoint": "tcp:0:interface=127.0.0.1"})
+        gateway.isWorker = True
+        self.assertIsNone(buildAdminService(gateway))
+
     def test_X4_adminOffByDefault(self):
         """
         X4: without [admin] endpoint there is no admin listener.
@@ -471,6 +479,21 @@ class HealthTests(SynchronousTestCase):
                                   fakeGateway(admin={"endpoint": "tcp:port=nine"}))
         self.assertIn("[admin] key 'endpoint'", str(error))
         self.assertIn("/etc/kp/gateway.toml", str(error))
+
+    def test_X4_adminPortTakenIsOneLine(self):
+        """
+        X4: an admin port that cannot be bound stops start-up with one line.
+        """
+        from twisted.internet.error import CannotListenError
+
+        class Taken:
+            def listen(self, factory):
+                return defer.fail(CannotListenError("127.0.0.1", 9419, OSError(98, "Address already in use")))
+        service = buildAdminService(fakeGateway(admin={"endpoint": "tcp:port=9419:interface=127.0.0.1"}))
+        service._listener.endpoint = Taken()
+        error = self.assertRaises(SystemExit, service.privilegedStartService)
+        self.assertIn("[admin] key 'endpoint': cannot listen on 'tcp:port=9419:interface=127.0.0.1'", str(error))
+        self.assertIn("Address already in use", str(error))
 
     def test_X4_unknownPath(self):
         readiness, root = self.build(fakeGateway())
@@ -623,6 +646,7 @@ class FakeSignals:
     """
 
     SIGHUP = signal.SIGHUP
+    SIG_DFL = signal.SIG_DFL
 
     def __init__(self):
         self.handlers = {signal.SIGHUP: "previous"}
@@ -779,6 +803,18 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         self.reloader.stopService()
         self.assertEqual(self.signals.handlers[signal.SIGHUP], "previous")
 
+    def test_S2_sighupReachesWorkers(self):
+        """
+        S2: with workers > 1 the master passes SIGHUP on to each worker.
+        """
+        sent = []
+        transport = SimpleNamespace(pid=4242, signalProcess=sent.append)
+        self.gateway.workers = SimpleNamespace(processes=[SimpleNamespace(transport=transport)])
+        self.reloader.startService()
+        self.addCleanup(self.reloader.stopService)
+        self.signals.handlers[signal.SIGHUP](signal.SIGHUP, None)
+        self.assertEqual(sent, ["HUP"])
+
     def test_U2_usersCnfPoll(self):
         """
         U2: a changed users.cnf is noticed by the poll (no SIGHUP needed),
@@ -791,6 +827,26 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         self.reactor.advance(reloading.POLL_INTERVAL)
         self.assertEqual(joe.forced, ["user removed or disabled"])
 
+    def test_S2_unforeseenErrorKeepsThePollAlive(self):
+        """
+        S2: an unexpected error in a reload is logged and the users.cnf poll
+        keeps running.
+        """
+        self.reloader.startService()
+        self.addCleanup(self.reloader.stopService)
+
+        def broken(session):
+            raise RuntimeError("boom")
+        self.patch(self.reloader, "revocation", broken)
+        self.session("joe.smith")
+        writeUsersCnf(self.usersCnf, self.users, self.groups)
+        self.reactor.advance(reloading.POLL_INTERVAL)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 0)
+        self.assertIn("reload failed", self.logged(LogLevel.critical)[0])
+        [poll] = list(self.reloader)
+        self.assertTrue(poll.running)
+        self.assertTrue(poll._loop.running)
+
     def test_S2_wiredIntoGateway(self):
         """
         S2: the gateway carries a reload service, which knows its --apigw-dir.
@@ -798,6 +854,57 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         gateway = GatewayService(loadConfig(self.path), self.reactor, apigwDir="/opt/apigw")
         self.assertIs(gateway.getServiceNamed("reload"), gateway.reloader)
         self.assertEqual(gateway.reloader.apigwDir, "/opt/apigw")
+
+
+TOKEN_TOML = """\
+user_auth = "internal"
+
+[[listeners]]
+name = "amqp"
+protocol = "amqp"
+endpoint = "tcp:0:interface=127.0.0.1"
+
+[promotion]
+mode = "token"
+token_ttl = {ttl}
+
+[broker_auth]
+endpoint = "tcp:0:interface=127.0.0.1"
+
+[[permissions]]
+group = "{group}"
+configure = ".*"
+write = ".*"
+read = ".*"
+"""
+
+
+class TokenReloadTests(ReloadTestMixin, SynchronousTestCase):
+    """
+    S2: in token mode [[permissions]] and token_ttl are live too.
+    """
+
+    def writeConfig(self, mapping, listenerExtra="", group="Everyone", ttl=10.0):
+        with open(self.path, "w") as stream:
+            stream.write(TOKEN_TOML.format(group=group, ttl=ttl))
+
+    def test_S2_permissionsAndTokenTTLReloaded(self):
+        """
+        S2: a new permission table and token_ttl apply without a restart;
+        a person no table entry names any more loses their connection.
+        """
+        alice = FakeSession("alice", groups={"Everyone"})
+        joe = FakeSession("joe.smith", groups={"Everyone", "Tyche"})
+        self.sessions.update([alice, joe])
+        self.writeConfig(None, group="Tyche", ttl=20.0)
+        result = self.reload()
+        self.assertEqual((result["config"], result["restart"]), (True, []))
+        book = self.gateway.promoter.tokenBook
+        self.assertEqual(book.ttl, 20.0)
+        self.assertTrue(book.permissions.relevantPrincipals(joe.avatar))
+        self.assertFalse(book.permissions.relevantPrincipals(alice.avatar))
+        self.assertEqual(alice.forced, ["access revoked"])
+        self.assertEqual(joe.forced, [])
 
 
 class RestartNeededTests(SynchronousTestCase):

@@ -31,7 +31,7 @@ from kaazing_promo.amqp.codec import (
 from kaazing_promo.amqp.frames import VALID_HEADERS, ChannelZeroScanner, FrameReader
 from kaazing_promo.auth.gate import LoginDenied
 from kaazing_promo.errors import PromotionRefused
-from kaazing_promo.ops.audit import auditConnection, auditOpen
+from kaazing_promo.ops.audit import BROKER_UNREACHABLE, auditConnection, auditOpen
 from kaazing_promo.promotion import AMQPLAIN, PLAIN, chooseMechanism
 
 _CLOSE_OK_WAIT = 1.0
@@ -323,7 +323,7 @@ class GatewaySession:
             return
         self.log.warn("{source}: broker unreachable: {error}", source=self.source,
                       error=failure.getErrorMessage())
-        self.outcome, self.reason = "broker-refused", "broker unreachable"
+        self.outcome, self.reason = "broker-refused", BROKER_UNREACHABLE
         if self.relayStart:
             # The client has seen nothing of AMQP yet; the WebSocket close says it.
             return self._finish(failed=True)

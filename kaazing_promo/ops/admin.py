@@ -20,6 +20,7 @@ from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString, wrapClientTLS
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.logger import Logger
 from twisted.web import resource, server
@@ -265,6 +266,16 @@ class AdminService(service.MultiService):
         self._listener._raiseSynchronously = True
         self._listener.setServiceParent(self)
 
+    def privilegedStartService(self):
+        try:
+            service.MultiService.privilegedStartService(self)
+        except CannotListenError as e:
+            # Start-up errors are one line (see tap.makeService), not a traceback.
+            raise SystemExit(
+                f"kaazing-promo: {self.gateway.config.path}: [admin] key 'endpoint': cannot listen on "
+                f"{self.gateway.config.admin.endpoint!r} ({e.socketError}); stop whatever holds that "
+                "port or choose another")
+
     def startService(self):
         service.MultiService.startService(self)
         log.info("admin listener on {endpoint}: /metrics /healthz /readyz",
@@ -287,12 +298,17 @@ def buildAdminService(gateway):
     """
     @param gateway: the L{kaazing_promo.tap.GatewayService} (its config,
         reactor, portal, contexts, brokerConnector and startCache).
-    @return: the L{AdminService}, or L{None} when C{[admin] endpoint} is not set.
+    @return: the L{AdminService}, or L{None} when C{[admin] endpoint} is not
+        set or C{gateway} is a worker process (C{workers > 1}: only the
+        master listens there, and its metrics count its own connections).
     @raise ConfigError: the endpoint string is not usable.
     """
     config = gateway.config
     description = config.admin.endpoint
     if not description:
+        return None
+    if getattr(gateway, "isWorker", False):
+        # The master serves the admin endpoint; a worker binding it too would fail.
         return None
     try:
         endpoint = serverFromString(gateway.reactor, description)

@@ -7,8 +7,9 @@ loaded before and says why; the others still apply):
 
   - users.cnf and the C{[internal] overlay} (read off the reactor thread);
   - the broker secrets (C{SecretStore.load()});
-  - C{[promotion.map]}, from a fresh read of the configuration file.  Any
-    other change in that file is logged as needing a restart.
+  - C{[promotion.map]}, C{[promotion] token_ttl} and C{[[permissions]]},
+    from a fresh read of the configuration file.  Any other change in that
+    file is logged as needing a restart.
 
 Afterwards, live connections of people who may no longer log in (removed
 or disabled in users.cnf, or refused by the promoter, e.g. dropped from the
@@ -27,6 +28,7 @@ from kaazing_promo.amqp.session import State
 from kaazing_promo.auth.internal import UsersCnfWatcher
 from kaazing_promo.config import loadConfig
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.interfaces import ITokenPromoter
 
 log = Logger(namespace="kaazing_promo.ops.reload")
 
@@ -40,15 +42,15 @@ _ENDING = (State.CLOSING, State.CLOSED)
 def _sections(config):
     """
     @return: C{{section name: value}} of everything in C{config} that
-        only a restart can change (C{[promotion.map]} is left out: it is live).
+        only a restart can change (the live settings are left out).
     """
-    promotion = attr.evolve(config.promotion, map={})
+    promotion = attr.evolve(config.promotion, map={}, token_ttl=None)
     fields = attr.asdict(config, recurse=False)
-    fields.pop("path")
+    for live in ("path", "permissions"):
+        fields.pop(live)
     fields["promotion"] = promotion
     names = {"user_auth": "user_auth", "apigw_dir": "apigw_dir", "workers": "workers",
-             "drain_timeout": "drain_timeout", "listeners": "[[listeners]]",
-             "permissions": "[[permissions]]"}
+             "drain_timeout": "drain_timeout", "listeners": "[[listeners]]"}
     return {names.get(key, f"[{key}]"): value for key, value in fields.items()}
 
 
@@ -94,6 +96,7 @@ class ReloadService(service.MultiService):
         self.gateway = gateway
         self.apigwDir = apigwDir
         self._signals = signals
+        self._installed = False
         self._previousHandler = None
         self._lock = defer.DeferredLock()
         checker = self._checker()
@@ -111,11 +114,15 @@ class ReloadService(service.MultiService):
             log.warn("not on the main thread: SIGHUP will not reload the configuration")
             return
         self._previousHandler = self._signals.signal(self._signals.SIGHUP, self._sighup)
+        self._installed = True
 
     def stopService(self):
-        if self._previousHandler is not None:
-            self._signals.signal(self._signals.SIGHUP, self._previousHandler)
-            self._previousHandler = None
+        if self._installed:
+            # None: the handler was not set from Python; the default is the closest.
+            previous = self._previousHandler
+            self._signals.signal(self._signals.SIGHUP,
+                                 self._signals.SIG_DFL if previous is None else previous)
+            self._installed, self._previousHandler = False, None
         return service.MultiService.stopService(self)
 
     def _sighup(self, signum, frame):
@@ -124,8 +131,13 @@ class ReloadService(service.MultiService):
         self.gateway.reactor.callFromThread(self._reloadFromSignal)
 
     def _reloadFromSignal(self):
-        log.info("SIGHUP: reloading users, secrets and [promotion.map]")
+        log.info("SIGHUP: reloading users.cnf, the broker secrets and the configuration's live settings")
         self.reload()
+        # systemd signals the master only (kill -HUP $MAINPID); its workers reload too.
+        pool = getattr(self.gateway, "workers", None)
+        for worker in getattr(pool, "processes", ()):
+            if worker.transport is not None and worker.transport.pid is not None:
+                worker.transport.signalProcess("HUP")
 
     # Reloading
 
@@ -138,9 +150,11 @@ class ReloadService(service.MultiService):
             L{False} when the old users stayed, L{None} without an internal
             realm), C{secrets} and C{config} (L{True}/L{False}),
             C{restart} (settings that need a restart) and C{closed} (how
-            many connections were closed).  It never fails.
+            many connections were closed); L{None} if something unforeseen
+            broke it (logged).  It never fails: the users.cnf poll would
+            stop.
         """
-        return self._lock.run(self._reloadAll)
+        return self._lock.run(self._reloadAll).addErrback(self._broken)
 
     def reloadUsers(self):
         """
@@ -149,7 +163,11 @@ class ReloadService(service.MultiService):
 
         @return: as L{reload}.
         """
-        return self._lock.run(self._reloadUsersOnly)
+        return self._lock.run(self._reloadUsersOnly).addErrback(self._broken)
+
+    def _broken(self, failure):
+        log.failure("reload failed; what it had not reached yet stays as it was", failure)
+        return None
 
     @defer.inlineCallbacks
     def _reloadUsersOnly(self):
@@ -195,15 +213,22 @@ class ReloadService(service.MultiService):
             log.warn("reload: {path}: changes to {settings} need a restart "
                      "(systemctl restart kaazing-promo); they are not applied",
                      path=old.path, settings=", ".join(restart))
-        if new.promotion.map != old.promotion.map:
+        promotion = attr.evolve(old.promotion, map=new.promotion.map, token_ttl=new.promotion.token_ttl)
+        if promotion != old.promotion:
             reconfigure = getattr(gateway.promoter, "reconfigure", None)
             if reconfigure is None:
                 log.warn("reload: [promotion.map] changed, but promotion mode {mode!r} does not use it",
                          mode=old.promotion.mode)
             else:
-                reconfigure(new.promotion)
-                log.info("reload: [promotion.map] applied ({count} entries)", count=len(new.promotion.map))
-            gateway.config = attr.evolve(old, promotion=attr.evolve(old.promotion, map=new.promotion.map))
+                reconfigure(promotion)
+                log.info("reload: [promotion.map] ({count} entries) and token_ttl applied",
+                         count=len(promotion.map))
+        if new.permissions != old.permissions and ITokenPromoter.providedBy(gateway.promoter):
+            # The broker asks about every operation, so live connections
+            # get the new table from their next question on.
+            gateway.promoter.tokenBook.setPermissions(new.permissions)
+            log.info("reload: [[permissions]] applied ({count} entries)", count=len(new.permissions))
+        gateway.config = attr.evolve(old, promotion=promotion, permissions=new.permissions)
         return True, restart
 
     # Revoking

@@ -1,0 +1,397 @@
+"""
+S2: the systemd units in etc/ are valid, and the exact ExecStart command
+line they hold starts the gateway with the shipped configuration, plain and
+socket-activated.
+
+C{systemd-analyze verify} insists that every program an C{Exec*=} line
+names exists and is executable.  The install puts twistd at
+C{/opt/kaazing-promo/venv/bin/twistd}; the test does not write to /opt but
+builds a small root (C{--root}): the host's unit directory (for
+C{sysinit.target} and friends), the units under test in its
+C{/etc/systemd/system}, and each Exec program copied to the path the unit
+names.  A symlink would not do: under C{--root} systemd resolves it inside
+the root.
+"""
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ETC = os.path.join(ROOT, "etc")
+SERVICE = os.path.join(ETC, "kaazing-promo.service")
+SOCKET = os.path.join(ETC, "kaazing-promo.socket")
+SOCKET_DROPIN = os.path.join(ETC, "kaazing-promo.service.d", "socket-activation.conf.example")
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+HOST_UNITS = ("/usr/lib/systemd/system", "/lib/systemd/system")
+AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
+
+
+def readUnit(path):
+    """
+    Parse a systemd unit file (systemd.syntax(7)): sections, C{Key=value}
+    lines, comments and backslash continuations.
+
+    @return: a L{list} of C{(section, key, value)} in file order (keys may
+        repeat; an empty value resets a list-valued key).
+    """
+    entries = []
+    section = None
+    pending = ""
+    with open(path, encoding="utf-8") as stream:
+        for raw in stream:
+            line = raw.rstrip("\n")
+            if not pending and line.lstrip().startswith(("#", ";")):
+                continue
+            if line.endswith("\\"):
+                pending += line[:-1] + " "
+                continue
+            line, pending = (pending + line).strip(), ""
+            if not line:
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1]
+                continue
+            key, _, value = line.partition("=")
+            entries.append((section, key.strip(), value.strip()))
+    return entries
+
+
+def directive(paths, section, key):
+    """
+    @return: the values of C{key} in C{section}, read across a unit and its
+        drop-ins in order, honouring an empty assignment as a reset.
+    """
+    values = []
+    for path in paths:
+        for entrySection, entryKey, value in readUnit(path):
+            if (entrySection, entryKey) == (section, key):
+                values = [] if value == "" else values + [value]
+    return values
+
+
+def execStart(paths):
+    """
+    @return: the argv of the one ExecStart= the unit (with drop-ins) runs.
+    """
+    [command] = directive(paths, "Service", "ExecStart")
+    # No prefix (-, @, +, !, :), specifier or variable: nothing to expand.
+    assert command[0] not in "-@+!:", command
+    assert "%" not in command and "$" not in command, command
+    return shlex.split(command)
+
+
+def freePort():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def systemdAnalyze():
+    """
+    @return: the path of systemd-analyze, installing Debian's systemd
+        package when it is missing and this is a root shell with apt-get.
+    @raise SkipTest: it is missing and cannot be installed.
+    """
+    found = shutil.which("systemd-analyze")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "systemd"],
+                       env=env, capture_output=True, timeout=600)
+        found = shutil.which("systemd-analyze")
+        if found:
+            return found
+    raise SkipTest("systemd-analyze is not installed (Debian package systemd; .ci/run installs it)")
+
+
+def waitForStart(port, process, timeout=30.0):
+    """
+    Connect to the AMQP listener, send the protocol header and read the
+    first frame.
+
+    @return: the method frame's payload (class and method ids first).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"twistd exited with {process.returncode} before listening")
+        try:
+            connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with connection:
+        connection.sendall(AMQP_HEADER)
+        data = b""
+        while len(data) < 7 or len(data) < 8 + int.from_bytes(data[3:7], "big"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                raise AssertionError(f"connection closed after {data!r}")
+            data += chunk
+    frameType, channel, size = data[0], int.from_bytes(data[1:3], "big"), int.from_bytes(data[3:7], "big")
+    assert (frameType, channel) == (1, 0), data[:7]
+    assert data[7 + size] == 0xCE, "frame-end octet"
+    return data[7:7 + size]
+
+
+class VerifyTests(SynchronousTestCase):
+    """
+    S2: C{systemd-analyze verify} passes on the shipped unit and socket,
+    wherever the program ExecStart names exists.
+    """
+
+    def setUp(self):
+        self.analyze = systemdAnalyze()
+        self.root = tempfile.mkdtemp(prefix="kaazing-promo-root-")
+        self.addCleanup(shutil.rmtree, self.root)
+        hostUnits = next((path for path in HOST_UNITS if os.path.isfile(os.path.join(path, "sysinit.target"))),
+                         None)
+        if hostUnits is None:
+            raise SkipTest("the host has no systemd unit directory to verify against")
+        shutil.copytree(hostUnits, os.path.join(self.root, "usr", "lib", "systemd", "system"), symlinks=True)
+        self.units = os.path.join(self.root, "etc", "systemd", "system")
+        os.makedirs(self.units)
+        for path in (SERVICE, SOCKET):
+            shutil.copy(path, self.units)
+
+    def installPrograms(self, paths):
+        """
+        Put each program the units' Exec lines name at that path in the
+        root: the venv's twistd for ExecStart, the host's own for the rest.
+        """
+        for key in ("ExecStart", "ExecReload"):
+            for command in directive(paths, "Service", key):
+                program = shlex.split(command)[0]
+                source = TWISTD if program == execStart(paths)[0] else shutil.which(os.path.basename(program))
+                target = os.path.join(self.root, program.lstrip("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy(source, target)
+                os.chmod(target, 0o755)
+
+    def verify(self, *names):
+        return subprocess.run(
+            [self.analyze, "verify", f"--root={self.root}"] + [os.path.join(self.units, name) for name in names],
+            capture_output=True, text=True, timeout=120)
+
+    def test_S2_serviceAndSocketVerify(self):
+        """
+        S2: the service and the socket pass systemd-analyze verify, with no
+        warning at all.
+        """
+        self.installPrograms([SERVICE])
+        result = self.verify("kaazing-promo.service", "kaazing-promo.socket")
+        self.assertEqual((result.returncode, result.stdout + result.stderr), (0, ""))
+
+    def test_S2_socketActivationDropInVerifies(self):
+        """
+        S2: with the socket-activation drop-in in place, the unit still verifies.
+        """
+        dropIns = os.path.join(self.units, "kaazing-promo.service.d")
+        os.makedirs(dropIns)
+        shutil.copy(SOCKET_DROPIN, os.path.join(dropIns, "socket-activation.conf"))
+        self.installPrograms([SERVICE, SOCKET_DROPIN])
+        result = self.verify("kaazing-promo.service", "kaazing-promo.socket")
+        self.assertEqual((result.returncode, result.stdout + result.stderr), (0, ""))
+
+    def test_S2_missingProgramFails(self):
+        """
+        S2: the check is real: without the program ExecStart names, verify fails and says so.
+        """
+        result = self.verify("kaazing-promo.service")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("/opt/kaazing-promo/venv/bin/twistd is not executable", result.stderr)
+
+
+def instance(configName):
+    """
+    A copy of etc/ in a fresh directory, its listener ports in
+    C{configName} moved to free ones.
+
+    @return: C{(directory, config path, {listener name: port})}.
+    """
+    directory = tempfile.mkdtemp(prefix="kaazing-promo-etc-")
+    shutil.copytree(ETC, directory, dirs_exist_ok=True)
+    path = os.path.join(directory, configName)
+    with open(path, encoding="utf-8") as stream:
+        text = stream.read()
+    ports = {}
+    for listener in tomllib.loads(text)["listeners"]:
+        endpoint = listener["endpoint"]
+        if endpoint.startswith("tcp:"):
+            [old] = [part for part in endpoint.split(":") if part.startswith("port=")]
+            ports[listener["name"]] = port = freePort()
+            text = text.replace(endpoint, endpoint.replace(old, f"port={port}"))
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    return directory, path, ports
+
+
+def substitute(argv, program, config):
+    """
+    Replace only the program path and the value of --config.
+    """
+    argv = list(argv)
+    assert argv[0] == "/opt/kaazing-promo/venv/bin/twistd", argv
+    argv[0] = program
+    index = argv.index("--config")
+    argv[index + 1] = config
+    return argv
+
+
+def unitEnvironment():
+    """
+    Roughly what systemd gives a service: a fixed PATH and nothing of ours.
+    """
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
+# Binds the socket unit's ListenStream addresses (ports moved to free ones),
+# writes the ports to a file, then becomes twistd with the sockets as fds
+# 3, 4, ... and LISTEN_FDS/LISTEN_PID set as systemd sets them.
+SOCKET_WRAPPER = """\
+import fcntl, os, socket, sys
+portsFile, addresses, argv = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
+sockets = []
+for address in addresses:
+    host, _, port = address.rpartition(":")
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listening.bind((host, 0))
+    listening.listen(128)
+    sockets.append(listening)
+with open(portsFile, "w") as stream:
+    stream.write(",".join(str(s.getsockname()[1]) for s in sockets))
+# Out of the way first, so that no socket is overwritten before it is moved.
+high = [fcntl.fcntl(listening.fileno(), fcntl.F_DUPFD, 100) for listening in sockets]
+for index, fd in enumerate(high):
+    os.dup2(fd, 3 + index)
+    os.set_inheritable(3 + index, True)
+os.environ["LISTEN_FDS"] = str(len(sockets))
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.environ["LISTEN_FDNAMES"] = ":".join(["kaazing-promo.socket"] * len(sockets))
+os.execv(argv[0], argv)
+"""
+
+
+class ExecStartTests(SynchronousTestCase):
+    """
+    S2: the ExecStart line of the unit, read from the file, starts a
+    gateway that answers AMQP and stops cleanly on SIGTERM.
+    """
+
+    def start(self, argv, cwd):
+        log = open(os.path.join(cwd, "twistd.log"), "w+")
+        self.addCleanup(log.close)
+        process = subprocess.Popen(argv, cwd=cwd, env=unitEnvironment(), stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(self.kill, process)
+        return process, log
+
+    def kill(self, process):
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def stop(self, process, log):
+        """
+        SIGTERM, as C{systemctl stop} sends (KillSignal=SIGTERM).
+
+        twistd stops the reactor, runs every stopService, then re-raises
+        the signal so its parent sees what stopped it: the exit status is
+        "killed by SIGTERM", which systemd counts as a clean stop (SIGTERM
+        is in every service's success set).
+        """
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        log.seek(0)
+        output = log.read()
+        self.assertIn(process.returncode, (0, -signal.SIGTERM), output)
+        self.assertIn("Server Shut Down.", output)
+        self.assertNotIn("Traceback", output)
+        return output
+
+    def assertConnectionStart(self, payload):
+        self.assertEqual((int.from_bytes(payload[0:2], "big"), int.from_bytes(payload[2:4], "big")), (10, 10),
+                         "the first frame is Connection.Start")
+        self.assertIn(b"PLAIN", payload)
+
+    def test_S2_execStartRunsShippedConfig(self):
+        """
+        S2: ExecStart from etc/kaazing-promo.service, with only the program
+        (this venv's twistd) and the config path (a copy of etc/gateway.toml
+        on free ports) replaced, brings the gateway up: its AMQP listener
+        answers the protocol header with Connection.Start.
+        """
+        argv = execStart([SERVICE])
+        [workingDirectory] = directive([SERVICE], "Service", "WorkingDirectory")
+        self.assertEqual(os.path.dirname(argv[argv.index("--config") + 1]), workingDirectory)
+        directory, config, ports = instance("gateway.toml")
+        self.addCleanup(shutil.rmtree, directory)
+        process, log = self.start(substitute(argv, TWISTD, config), cwd=directory)
+        self.assertConnectionStart(waitForStart(ports["amqp"], process))
+        with socket.create_connection(("127.0.0.1", ports["web"]), timeout=5):
+            pass
+        output = self.stop(process, log)
+        self.assertIn("listener amqp: amqp on tcp:", output)
+
+    def test_S2_socketActivation(self):
+        """
+        S2: the socket-activation variant (drop-in ExecStart, gateway-socket.toml)
+        takes its listening sockets from LISTEN_FDS, in the order of the
+        socket unit's ListenStream lines.
+        """
+        argv = execStart([SERVICE, SOCKET_DROPIN])
+        self.assertEqual(os.path.basename(argv[argv.index("--config") + 1]), "gateway-socket.toml")
+        addresses = directive([SOCKET], "Socket", "ListenStream")
+        directory, config, ports = instance("gateway-socket.toml")
+        self.addCleanup(shutil.rmtree, directory)
+        with open(config, "rb") as stream:
+            listeners = tomllib.load(stream)["listeners"]
+        self.assertEqual([listener["endpoint"] for listener in listeners],
+                         [f"systemd:domain=INET:index={index}" for index in range(len(addresses))])
+        portsFile = os.path.join(directory, "ports")
+        wrapper = [sys.executable, "-c", SOCKET_WRAPPER, portsFile, ",".join(addresses)]
+        process, log = self.start(wrapper + substitute(argv, TWISTD, config), cwd=directory)
+        deadline = time.monotonic() + 30
+        while not (os.path.exists(portsFile) and open(portsFile).read()):
+            self.assertLess(time.monotonic(), deadline, "the wrapper never bound its sockets")
+            time.sleep(0.05)
+        with open(portsFile) as stream:
+            bound = dict(zip([listener["name"] for listener in listeners],
+                             map(int, stream.read().split(","))))
+        self.assertConnectionStart(waitForStart(bound["amqp"], process))
+        output = self.stop(process, log)
+        self.assertIn("listener amqp: amqp on systemd:domain=INET:index=1", output)
+
+
+class UnitParserTests(SynchronousTestCase):
+    """
+    The little unit-file reader the tests rely on.
+    """
+
+    def write(self, text):
+        path = self.mktemp()
+        with open(path, "w") as stream:
+            stream.write(text)
+        return path
+
+    def test_continuationAndComments(self):
+        path = self.write("[Service]\n# ExecStart=/bin/false\nExecStart=/bin/echo \\\n  one two\n")
+        self.assertEqual(execStart([path]), ["/bin/echo", "one", "two"])
+
+    def test_dropInResets(self):
+        unit = self.write("[Service]\nExecStart=/bin/echo unit\n")
+        dropIn = self.write("[Service]\nExecStart=\nExecStart=/bin/echo drop-in\n")
+        self.assertEqual(execStart([unit, dropIn]), ["/bin/echo", "drop-in"])
