@@ -20,8 +20,10 @@ carries the token.
 """
 
 from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
+from twisted.protocols.policies import WrappingFactory
 from twisted.web import resource, server
 
 from kaazing_promo.errors import ConfigError
@@ -145,6 +147,54 @@ class BrokerAuthSite(server.Site):
         pass
 
 
+class _OpenConnections(WrappingFactory):
+    """
+    Knows the broker's open connections: its HTTP client keeps them alive,
+    so stopping the listening port alone would leave them (and their idle
+    timers) behind.
+    """
+
+    noisy = False
+
+    def __init__(self, wrappedFactory):
+        WrappingFactory.__init__(self, wrappedFactory)
+        self._closed = []
+
+    def unregisterProtocol(self, p):
+        WrappingFactory.unregisterProtocol(self, p)
+        if not self.protocols:
+            closed, self._closed = self._closed, []
+            for d in closed:
+                d.callback(None)
+
+    def closeAll(self):
+        """
+        @return: a L{Deferred} that fires once every open connection is closed.
+        """
+        if not self.protocols:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._closed.append(d)
+        for p in list(self.protocols):
+            p.transport.loseConnection()
+        return d
+
+
+class BrokerAuthService(StreamServerEndpointService):
+    """
+    The C{[broker_auth]} listener; stopping it also closes the broker's
+    open connections.
+    """
+
+    def __init__(self, endpoint, site):
+        self.connections = _OpenConnections(site)
+        StreamServerEndpointService.__init__(self, endpoint, self.connections)
+
+    def stopService(self):
+        stopped = defer.maybeDeferred(StreamServerEndpointService.stopService, self)
+        return defer.gatherResults([stopped, self.connections.closeAll()])
+
+
 def buildBrokerAuthService(gateway):
     """
     The C{[broker_auth]} listener for a L{kaazing_promo.tap.GatewayService}.
@@ -172,7 +222,7 @@ def buildBrokerAuthService(gateway):
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"{config.path}: [broker_auth] key 'endpoint': {endpointString!r} is not a usable "
                           f"endpoint string ({e})")
-    brokerAuth = StreamServerEndpointService(endpoint, BrokerAuthSite(buildBrokerAuthResource(book)))
+    brokerAuth = BrokerAuthService(endpoint, BrokerAuthSite(buildBrokerAuthResource(book)))
     brokerAuth.setName("broker_auth")
     log.info("broker_auth: answering RabbitMQ's HTTP auth backend on {endpoint} from {count} [[permissions]] "
              "entries", endpoint=endpointString, count=len(config.permissions))

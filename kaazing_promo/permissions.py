@@ -117,14 +117,17 @@ class PermissionTable:
         return principalsOf(avatar) & self._named
 
     def _entriesFor(self, grant, vhost=None):
-        if vhost is not None and grant.vhost is not None and vhost != grant.vhost:
+        if vhost is None:
+            vhost = grant.vhost
+        elif grant.vhost is not None and vhost != grant.vhost:
             return []
         return [entry for entry in self._entries
                 if entry.principal in grant.principals and (vhost is None or entry.vhost == vhost)]
 
     def applies(self, grant):
         """
-        @return: whether any entry matches C{grant} at all.
+        @return: whether any entry matches C{grant} at all (on its pinned
+            vhost, if it has one).
         """
         return bool(self._entriesFor(grant))
 

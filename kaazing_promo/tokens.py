@@ -60,7 +60,16 @@ def _b64encode(data):
 
 
 def _b64decode(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """
+    Strict: only the one unpadded url-safe encoding of the data is accepted
+    (the standard decoder skips foreign characters).
+
+    @raise ValueError: C{text} is not that encoding.
+    """
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64encode(data) != text:
+        raise ValueError("not canonical unpadded url-safe base64")
+    return data
 
 
 def grantTag(grant):
@@ -222,10 +231,10 @@ class TokenPromoter:
 
     def reconfigure(self, settings):
         """
-        Take a reloaded C{[promotion.map]} and C{token_ttl}.
+        Take a reloaded C{[promotion.map]} (the rest of C{[promotion]}
+        needs a restart).
         """
         self._map = dict(settings.map)
-        self.tokenBook.ttl = settings.token_ttl
 
     def brokerUser(self, avatar):
         if not self._map:
@@ -237,9 +246,11 @@ class TokenPromoter:
 
     def authorize(self, avatar):
         brokerUser = self.brokerUser(avatar)
-        if not self.tokenBook.permissions.relevantPrincipals(avatar):
+        table = self.tokenBook.permissions
+        if not table.applies(Grant(table.relevantPrincipals(avatar), self._pinnedVhost)):
             raise PromotionRefused(f"no [[permissions]] entry names a group or access profile of "
-                                   f"gateway user {avatar.user!r}")
+                                   f"gateway user {avatar.user!r}"
+                                   + (f" on vhost {self._pinnedVhost!r}" if self._pinnedVhost else ""))
         return brokerUser
 
     def credentials(self, avatar, mechanisms):

@@ -59,6 +59,21 @@ def freePorts(count):
             s.close()
 
 
+@defer.inlineCallbacks
+def waitFor(reactor, predicate, timeout=10.0, interval=POLL_INTERVAL):
+    """
+    Poll C{predicate} every C{interval} seconds until it is true.
+
+    @return: a L{Deferred} firing with C{True}, or with C{False} after C{timeout}.
+    """
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            return False
+        yield task.deferLater(reactor, interval, lambda: None)
+    return True
+
+
 class _NodeProcess(protocol.ProcessProtocol):
     def __init__(self):
         self.reason = None

@@ -133,6 +133,16 @@ class PromoterTests(SynchronousTestCase):
         self.assertIn("[[permissions]]", error.reason)
         self.assertEqual(self.promoter.authorize(READER), "rita")
 
+    def test_pinnedVhostWithoutEntryRefused(self):
+        """
+        With a pinned vhost, only entries for that vhost count: Readers has
+        none on "tyche", so rita is refused there.
+        """
+        pinned = TokenPromoter(settings(vhost="tyche"), book=self.book)
+        self.assertEqual(pinned.authorize(JOE), "joe.smith")
+        error = self.assertRaises(PromotionRefused, pinned.authorize, READER)
+        self.assertIn("on vhost 'tyche'", error.reason)
+
     def test_freshTokenEachTime(self):
         """
         Every connection gets its own token.
@@ -153,11 +163,12 @@ class PromoterTests(SynchronousTestCase):
 
     def test_reconfigure(self):
         """
-        A reload takes a new map and TTL.
+        A reload takes a new [promotion.map]; with a map, the unmapped are
+        refused from then on.
         """
-        self.promoter.reconfigure(settings(map={"joe.smith": "j"}, token_ttl=2.0))
+        self.promoter.reconfigure(settings(map={"joe.smith": "j"}))
         self.assertEqual(self.promoter.authorize(JOE), "j")
-        self.assertEqual(self.book.ttl, 2.0)
+        self.assertRaises(PromotionRefused, self.promoter.authorize, READER)
 
 
 class TokenBookTests(SynchronousTestCase):
@@ -215,6 +226,9 @@ class TokenBookTests(SynchronousTestCase):
         payload, mac = self.mint().split(".")
         tampered = ("A" if payload[0] != "A" else "B") + payload[1:] + "." + mac
         self.assertIsNone(self.book.redeem("joe.smith", tampered))
+        self.assertIsNone(self.book.redeem("joe.smith", f"{payload}!.{mac}"))
+        self.assertIsNone(self.book.redeem("joe.smith", f"{payload}.{mac}=="))
+        self.assertIsNotNone(self.book.redeem("joe.smith", f"{payload}.{mac}"))
         for guess in ["", "guest", "a.b", "..", "x" * (MAX_TOKEN_LENGTH + 1), os.urandom(16).hex()]:
             self.assertIsNone(self.book.redeem("joe.smith", guess))
 
@@ -332,6 +346,8 @@ class PermissionTableTests(SynchronousTestCase):
         self.assertFalse(self.table.allowsVhost(self.rita, "tyche"))
         pinned = Grant(self.joe.principals, "tyche")
         self.assertFalse(self.table.allowsVhost(pinned, "/"))
+        self.assertFalse(self.table.applies(Grant(self.rita.principals, "tyche")))
+        self.assertEqual(self.table.tags(pinned), [])
         self.assertTrue(self.table.allowsVhost(pinned, "tyche"))
         self.assertFalse(self.table.allowsResource(pinned, "/", "queue", "tyche.q", "read"))
 

@@ -12,16 +12,21 @@ in any log event the gateway emitted.
 import os
 import uuid
 
-from twisted.internet import defer, task
+from twisted.internet import defer, protocol, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
-from txamqp.client import ChannelClosed, Closed, ConnectionClosed
+from txamqp.client import ChannelClosed, Closed
 from txamqp.content import Content
 
+from kaazing_promo.amqp.codec import (
+    ACCESS_REFUSED, FRAME_METHOD, NOT_ALLOWED, PROTOCOL_HEADER, decodeMethod, encodeMethod,
+    encodePlainResponse)
+from kaazing_promo.amqp.frames import FrameReader
 from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.auth.userscnf import UserEntry
 from tests.authfixtures import testHash, writeUsersCnf
-from tests.rabbitnode import DedicatedNodeMixin
+from tests.rabbitnode import DedicatedNodeMixin, waitFor
 from tests.support import (
     ConnectionRefusedWS, GatewayTestMixin, basicHeader, closeClient, connectTCP, connectWebSocket,
     gatewayConfig)
@@ -36,20 +41,69 @@ PERMISSIONS = [{
 FORBIDDEN_VHOST = "forbidden"
 NODE = {"vhosts": (FORBIDDEN_VHOST,)}
 
-ACCESS_REFUSED = 403
-NOT_ALLOWED = 530
-
 
 def tycheName(kind):
     return f"tyche.{kind}-{uuid.uuid4().hex[:8]}"
 
 
-def replyCode(failure):
+def replyCode(error):
     """
-    @return: the reply code of a txamqp Closed failure (channel or connection close).
+    @return: the reply code of the Close a txamqp L{Closed} error carries
+        (L{None} if the connection just dropped).
     """
-    reason = failure.value.args[0]
-    return getattr(reason, "reply_code", None)
+    return getattr(error.args[0], "reply_code", None)
+
+
+class DirectLogin(protocol.Protocol):
+    """
+    Logs in straight at the broker, advertising authentication_failure_close
+    (txamqp cannot: its codec has no booleans), so that a refusal comes as a
+    Close 403 at once rather than a silent drop after RabbitMQ's 3 s delay.
+
+    C{result} fires with C{(200, "open")} once the vhost is open, or with
+    C{(reply code, reply text)} of the broker's Close, or C{(None, "dropped")}.
+    """
+
+    def __init__(self, user, password, vhost="/"):
+        self.user, self.password, self.vhost = user, password, vhost
+        self.result = defer.Deferred()
+        self._reader = FrameReader()
+
+    def connectionMade(self):
+        self.transport.write(PROTOCOL_HEADER)
+
+    def dataReceived(self, data):
+        for frameType, channel, payload, raw in self._reader.feed(data):
+            if frameType == FRAME_METHOD:
+                self.methodReceived(decodeMethod(payload))
+
+    def methodReceived(self, method):
+        name = method.qualifiedName
+        if name == "connection.start":
+            self.transport.write(encodeMethod(
+                0, "connection.start-ok",
+                client_properties={"capabilities": {"authentication_failure_close": True}},
+                mechanism="PLAIN", response=encodePlainResponse(self.user, self.password), locale="en_US"))
+        elif name == "connection.tune":
+            self.transport.write(encodeMethod(0, "connection.tune-ok", channel_max=method.args["channel_max"],
+                                              frame_max=method.args["frame_max"], heartbeat=0))
+            self.transport.write(encodeMethod(0, "connection.open", virtual_host=self.vhost))
+        elif name == "connection.open-ok":
+            self._done((200, "open"))
+            self.transport.write(encodeMethod(0, "connection.close", reply_code=200, reply_text="bye"))
+        elif name == "connection.close":
+            self._done((method.args["reply_code"], method.args["reply_text"]))
+            self.transport.write(encodeMethod(0, "connection.close-ok"))
+            self.transport.loseConnection()
+        elif name == "connection.close-ok":
+            self.transport.loseConnection()
+
+    def _done(self, outcome):
+        if not self.result.called:
+            self.result.callback(outcome)
+
+    def connectionLost(self, reason):
+        self._done((None, "dropped"))
 
 
 class ShiftedClock:
@@ -93,12 +147,19 @@ class TokenGatewayMixin(DedicatedNodeMixin, GatewayTestMixin):
             directory, listeners, user_auth="internal", internal={"users_cnf": usersCnf},
             broker={"endpoint": self.node.brokerEndpoint}, promotion=self.promotion,
             broker_auth={"endpoint": self.node.authEndpoint}, permissions=PERMISSIONS)
-        self.events = []
+        self.events, self.tokens = [], []
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        # Checked after the gateway stopped: its last audit lines count too.
+        self.addCleanup(self.assertNoTokenLogged)
         yield self.startGateway(config)
+        # The gateway's start-up probe of the broker must be over (and its
+        # socket gone) before a test that never reaches the broker ends.
+        self.assertTrue((yield waitFor(self.gateway.reactor, lambda: self.gateway.startCache.fromBroker)))
+        yield task.deferLater(self.gateway.reactor, 0, lambda: None)
+        self.wsFactories, self.tcpClients = [], []
+        self.addCleanup(self.clientsClosed)
         self.book = self.gateway.promoter.tokenBook
-        self.tokens = []
         mint = self.book.mint
 
         def recordingMint(*args, **kwargs):
@@ -106,7 +167,6 @@ class TokenGatewayMixin(DedicatedNodeMixin, GatewayTestMixin):
             self.tokens.append(secret.reveal())
             return secret
         self.patch(self.book, "mint", recordingMint)
-        self.addCleanup(self.assertNoTokenLogged)
 
     def assertNoTokenLogged(self):
         """
@@ -119,6 +179,21 @@ class TokenGatewayMixin(DedicatedNodeMixin, GatewayTestMixin):
                 for text in texts:
                     self.assertNotIn(part, text)
 
+    def clientsClosed(self):
+        """
+        Close every client of the test, refused ones included, and wait (at
+        most 5 s) until each saw its connection go: Autobahn's timers and
+        the sockets are pending until then.
+        """
+        waiting = [factory.closed for factory in self.wsFactories]
+        for client in self.tcpClients:
+            if client.transport is not None and client.transport.connected:
+                client.transport.loseConnection()
+                waiting.append(client.disconnected.wait())
+        d = defer.gatherResults(waiting)
+        d.addTimeout(5, self.gateway.reactor)
+        return d
+
     def loggedReasons(self):
         return " ".join(formatEvent(event) for event in self.events)
 
@@ -128,14 +203,35 @@ class TokenGatewayMixin(DedicatedNodeMixin, GatewayTestMixin):
         """
         password = PASSWORDS.get(user, "x") if password is None else password
         if listener == "web":
-            return connectWebSocket(self.ports["web"], headers=basicHeader(user, password), **kwargs)
-        return connectTCP(self.ports["amqp"], user, password, **kwargs)
+            return connectWebSocket(self.ports["web"], headers=basicHeader(user, password),
+                                    factories=self.wsFactories, **kwargs)
+        return connectTCP(self.ports["amqp"], user, password, clients=self.tcpClients, **kwargs)
 
-    def connectDirect(self, user, password, vhost="/"):
+    @defer.inlineCallbacks
+    def loginDirect(self, user, password, vhost="/"):
         """
         Straight to the node, past the gateway.
+
+        @return: C{(200, "open")} or the broker's C{(reply code, reply text)}.
         """
-        return connectTCP(self.node.amqpPort, user, password, vhost=vhost)
+        login = DirectLogin(user, password, vhost)
+        endpoint = TCP4ClientEndpoint(self.gateway.reactor, "127.0.0.1", self.node.amqpPort)
+        yield connectProtocol(endpoint, login)
+        outcome = yield login.result
+        if login.transport.connected:
+            lost = defer.Deferred()
+            login.connectionLost = lambda reason: lost.callback(None)
+            login.transport.loseConnection()
+            yield lost
+        return outcome
+
+    @defer.inlineCallbacks
+    def assertLoginRefused(self, user, password):
+        """
+        A direct login is refused with 403 ACCESS_REFUSED.
+        """
+        code, text = yield self.loginDirect(user, password)
+        self.assertEqual(code, ACCESS_REFUSED, text)
 
     @defer.inlineCallbacks
     def openChannel(self, client, number=1):
@@ -228,8 +324,8 @@ class TokenListenerTests(TokenGatewayMixin):
         A vhost that exists but that the table does not grant: the broker
         asks /auth/vhost, gets deny, and the client sees 530 NOT_ALLOWED.
         """
-        failure = yield self.assertFailure(self.connect(self.listener, vhost=FORBIDDEN_VHOST), ConnectionClosed)
-        self.assertEqual(failure.args[0].reply_code, NOT_ALLOWED)
+        error = yield self.assertFailure(self.connect(self.listener, vhost=FORBIDDEN_VHOST), Closed)
+        self.assertEqual(replyCode(error), NOT_ALLOWED)
         self.assertEqual(len(self.tokens), 1)
 
     @defer.inlineCallbacks
@@ -240,11 +336,11 @@ class TokenListenerTests(TokenGatewayMixin):
         """
         d = self.connect(self.listener, "alice")
         if self.listener == "web":
-            failure = yield self.assertFailure(d, ConnectionRefusedWS)
-            self.assertEqual(failure.code, ACCESS_REFUSED)
+            error = yield self.assertFailure(d, ConnectionRefusedWS)
+            self.assertIn("403", str(error))
         else:
-            failure = yield self.assertFailure(d, ConnectionClosed)
-            self.assertEqual(failure.args[0].reply_code, ACCESS_REFUSED)
+            error = yield self.assertFailure(d, Closed)
+            self.assertEqual(replyCode(error), ACCESS_REFUSED)
         self.assertEqual(self.tokens, [])
 
     @defer.inlineCallbacks
@@ -255,7 +351,7 @@ class TokenListenerTests(TokenGatewayMixin):
         """
         client = yield self.connect(self.listener)
         [token] = self.tokens
-        yield self.assertFailure(self.connectDirect("joe.smith", token), Closed)
+        yield self.assertLoginRefused("joe.smith", token)
         self.assertIn("token already used", self.loggedReasons())
         yield closeClient(client)
 
@@ -275,8 +371,8 @@ class TokenListenerTests(TokenGatewayMixin):
             clock.shift = self.book.ttl + 1
             return secret
         self.patch(self.book, "mint", mintThenAge)
-        failure = yield self.assertFailure(self.connect(self.listener), Closed)
-        self.assertEqual(replyCode(failure), ACCESS_REFUSED)
+        error = yield self.assertFailure(self.connect(self.listener), Closed)
+        self.assertEqual(replyCode(error), ACCESS_REFUSED)
         self.assertIn("token expired", self.loggedReasons())
 
 
@@ -301,7 +397,7 @@ class PastTheGatewayTests(TokenGatewayMixin, unittest.TestCase):
         """
         for user, password in [("joe.smith", PASSWORDS["joe.smith"]), ("guest", "guest"),
                                ("joe.smith", "eyJ2IjoxfQ.AAAAAAAAAAAAAAAAAAAAAA")]:
-            yield self.assertFailure(self.connectDirect(user, password), Closed)
+            yield self.assertLoginRefused(user, password)
         self.assertIn("not a token this gateway minted", self.loggedReasons())
 
     @defer.inlineCallbacks
@@ -312,7 +408,7 @@ class PastTheGatewayTests(TokenGatewayMixin, unittest.TestCase):
         self.patch(self.book, "clock", ShiftedClock(self.gateway.reactor, -(self.book.ttl + 1)))
         token = self.book.mint("joe.smith", _avatar("joe.smith")).reveal()
         self.book.clock.shift = 0
-        yield self.assertFailure(self.connectDirect("joe.smith", token), Closed)
+        yield self.assertLoginRefused("joe.smith", token)
         self.assertIn("token expired", self.loggedReasons())
 
     @defer.inlineCallbacks
@@ -322,8 +418,8 @@ class PastTheGatewayTests(TokenGatewayMixin, unittest.TestCase):
         spent.
         """
         token = self.book.mint("joe.smith", _avatar("joe.smith")).reveal()
-        yield self.assertFailure(self.connectDirect("guest", token), Closed)
-        yield self.assertFailure(self.connectDirect("joe.smith", token), Closed)
+        yield self.assertLoginRefused("guest", token)
+        yield self.assertLoginRefused("joe.smith", token)
         reasons = self.loggedReasons()
         self.assertIn("minted for another broker user", reasons)
         self.assertIn("token already used", reasons)
@@ -335,8 +431,7 @@ class PastTheGatewayTests(TokenGatewayMixin, unittest.TestCase):
         does log in straight at the broker, once.
         """
         token = self.book.mint("joe.smith", _avatar("joe.smith")).reveal()
-        client = yield self.connectDirect("joe.smith", token)
-        yield closeClient(client)
+        self.assertEqual((yield self.loginDirect("joe.smith", token)), (200, "open"))
 
     @defer.inlineCallbacks
     def test_brokerLogHoldsNoToken(self):
@@ -348,8 +443,8 @@ class PastTheGatewayTests(TokenGatewayMixin, unittest.TestCase):
         for listener in ("amqp", "web"):
             client = yield self.connect(listener)
             yield closeClient(client)
-        yield self.assertFailure(self.connectDirect("joe.smith", self.tokens[0]), Closed)
-        yield self.assertFailure(self.connect("amqp", vhost=FORBIDDEN_VHOST), ConnectionClosed)
+        yield self.assertLoginRefused("joe.smith", self.tokens[0])
+        yield self.assertFailure(self.connect("amqp", vhost=FORBIDDEN_VHOST), Closed)
         self.assertEqual(len(self.tokens), 3)
         text = yield self.nodeLogMentioning("Denied by the backing HTTP service")
         for token in self.tokens:
@@ -362,14 +457,10 @@ class PastTheGatewayTests(TokenGatewayMixin, unittest.TestCase):
         The node's log text once it mentions C{needle} (the node writes its
         log asynchronously); polled every 0.1 s, bounded.
         """
-        reactor = self.gateway.reactor
-        deadline = reactor.seconds() + timeout
-        while True:
-            text = self.node.logText()
-            if needle in text or reactor.seconds() > deadline:
-                self.assertIn(needle, text)
-                return text
-            yield task.deferLater(reactor, 0.1, lambda: None)
+        yield waitFor(self.gateway.reactor, lambda: needle in self.node.logText(), timeout)
+        text = self.node.logText()
+        self.assertIn(needle, text)
+        return text
 
 
 def _avatar(user):
