@@ -231,10 +231,11 @@ class TokenPromoter:
 
     def reconfigure(self, settings):
         """
-        Take a reloaded C{[promotion.map]} (the rest of C{[promotion]}
-        needs a restart).
+        Take a reloaded C{[promotion.map]} and C{token_ttl} (the rest of
+        C{[promotion]} needs a restart).
         """
         self._map = dict(settings.map)
+        self.tokenBook.ttl = settings.token_ttl
 
     def brokerUser(self, avatar):
         if not self._map:
