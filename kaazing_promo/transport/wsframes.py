@@ -18,6 +18,8 @@ import struct
 from autobahn.websocket.xormasker import create_xor_masker
 
 _OPCODE_BINARY = 0x2
+_SHORT = struct.Struct("!H").unpack_from
+_LONG = struct.Struct("!Q").unpack_from
 _FIN = 0x80
 _MASKED = 0x80
 # Below this size, one big-integer XOR beats building a masker object.
@@ -90,37 +92,45 @@ class MaskedFrameReader:
         size = len(data)
         position = 0
         parts = []
+        append = parts.append
+        if self._remaining:
+            # The rest of a frame begun in an earlier read.
+            position = min(self._remaining, size)
+            append(unmask(data[:position], self._mask, self._offset))
+            self._offset += position
+            self._remaining -= position
         while position < size:
-            if self._remaining:
-                take = min(self._remaining, size - position)
-                parts.append(unmask(data[position:position + take], self._mask, self._offset))
-                self._offset += take
-                self._remaining -= take
-                position += take
-                continue
             if size - position < 2:
                 self._held = data[position:]
                 break
-            first, second = data[position], data[position + 1]
-            length = second & 0x7F
-            if first != _FIN | _OPCODE_BINARY or not second & _MASKED:
+            second = data[position + 1]
+            if data[position] != _FIN | _OPCODE_BINARY or not second & _MASKED:
                 return b"".join(parts), data[position:]
-            header = 6
-            if length == 126:
-                header = 8
-            elif length == 127:
-                header = 14
-            if size - position < header:
+            length = second & 0x7F
+            if length < 126:
+                start = position + 6
+            elif length == 126:
+                start = position + 8
+                if start <= size:
+                    length = _SHORT(data, position + 2)[0]
+            else:
+                start = position + 14
+                if start <= size:
+                    length = _LONG(data, position + 2)[0]
+            if start > size:
                 self._held = data[position:]
                 break
-            if length == 126:
-                length = struct.unpack_from("!H", data, position + 2)[0]
-            elif length == 127:
-                length = struct.unpack_from("!Q", data, position + 2)[0]
             if length > self.maxPayload:
                 return b"".join(parts), data[position:]
-            self._mask = data[position + header - 4:position + header]
-            self._remaining = length
-            self._offset = 0
-            position += header
+            mask = data[start - 4:start]
+            end = start + length
+            if end <= size:
+                append(unmask(data[start:end], mask))
+                position = end
+            else:
+                append(unmask(data[start:], mask))
+                self._mask = mask
+                self._offset = size - start
+                self._remaining = end - size
+                position = size
         return b"".join(parts), None
