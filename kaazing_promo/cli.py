@@ -7,6 +7,8 @@ The C{kaazing-promo} command: the tools beside the twistd plugin.
     print a C{passHash} value in the gateway's own format (U2).
   - C{kaazing-promo provision --apigw-dir DIR --instance DIR}: copy the API
     Gateway's users.cnf into C{DIR/config/users.cnf} (U5).
+  - C{kaazing-promo containerfile --config FILE --out DIR}: write a container
+    build context (the createDockerFile analogue).
 """
 
 import argparse

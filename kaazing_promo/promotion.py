@@ -61,6 +61,14 @@ class _BrokerAccountPromoter:
     def brokerUser(self, avatar):
         raise NotImplementedError()
 
+    def knownBrokerUsers(self):
+        """
+        @return: the broker users this promoter can name without seeing a
+            person (their secrets must exist at start-up), or L{None} when
+            it cannot tell.
+        """
+        return None
+
     def authorize(self, avatar):
         brokerUser = self.brokerUser(avatar)
         if brokerUser not in self._secrets:
@@ -101,6 +109,9 @@ class MappingPromoter(_BrokerAccountPromoter):
         """
         self._map = dict(settings.map)
 
+    def knownBrokerUsers(self):
+        return set(self._map.values())
+
     def brokerUser(self, avatar):
         try:
             return self._map[avatar.user]
@@ -116,6 +127,9 @@ class ConsolidatedPromoter(_BrokerAccountPromoter):
     def __init__(self, settings, secrets):
         _BrokerAccountPromoter.__init__(self, settings, secrets)
         self._user = settings.user
+
+    def knownBrokerUsers(self):
+        return {self._user}
 
     def brokerUser(self, avatar):
         return self._user

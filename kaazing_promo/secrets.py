@@ -80,6 +80,12 @@ class SecretStore:
     def __contains__(self, user):
         return user in self._secrets
 
+    def names(self):
+        """
+        @return: the broker user names that have a secret (never the secrets).
+        """
+        return set(self._secrets)
+
     def __repr__(self):
         return f"<SecretStore source={self.source!r} users={sorted(self._secrets)!r}>"
 

@@ -124,6 +124,14 @@ class GatewayService(service.MultiService):
         self.secrets = SecretStore(config.promotion.secrets_file, config.promotion.inline_secrets)
         self.secrets.load()
         self.promoter = makePromoter(config.promotion, self.secrets)
+        # A broker account the promoter will certainly use must have a secret now,
+        # not at the first login.
+        known = getattr(self.promoter, "knownBrokerUsers", lambda: None)()
+        missing = sorted((known or set()) - self.secrets.names())
+        if missing:
+            raise ConfigError(
+                f"{config.path}: [promotion]: no broker secret for {', '.join(map(repr, missing))} in "
+                f"{self.secrets.source or 'any source'}; add {missing[0]} = \"<password>\" to the secrets")
         self.portal = buildPortal(config, reactor)
         self.brokerConnector = BrokerConnector(
             reactor, (config.broker.endpoint,) + tuple(config.broker.fallback_endpoints))

@@ -4,7 +4,6 @@ and AMQP clients over TCP and over WebSocket.
 """
 
 import base64
-import json
 import os
 import subprocess
 import uuid
@@ -20,6 +19,7 @@ from txamqp.content import Content
 from txamqp.protocol import AMQClient
 
 from kaazing_promo.config import loadConfig
+from kaazing_promo.tomlwriter import dumpToml
 from kaazing_promo.tap import GatewayService
 
 SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "kaazing_promo", "amqp", "specs", "amqp0-9-1.xml")
@@ -102,44 +102,8 @@ def gatewayConfig(tmp, listeners=None, **top):
     document.update(top)
     path = os.path.join(tmp, "gateway.toml")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(toToml(document))
+        f.write(dumpToml(document))
     return loadConfig(path)
-
-
-def toToml(document, prefix=()):
-    """
-    The TOML text of C{document} (the shapes configurations use), so that
-    tests write real files, as worker processes and operators read them.
-    """
-    lines, tables = [], []
-    for key, value in document.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            tables.extend((key, [item]) for item in value)
-        else:
-            lines.append(f"{json.dumps(key)} = {_tomlValue(value)}")
-    for key, value in tables:
-        path = ".".join(json.dumps(part) for part in (*prefix, key))
-        if isinstance(value, list):
-            lines.append(f"\n[[{path}]]")
-            lines.append(toToml(value[0], (*prefix, key)))
-        else:
-            lines.append(f"\n[{path}]")
-            lines.append(toToml(value, (*prefix, key)))
-    return "\n".join(lines)
-
-
-def _tomlValue(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_tomlValue(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {value!r}")
 
 
 class GatewayTestMixin:

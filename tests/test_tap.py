@@ -119,3 +119,23 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual([l.endpoint for l in socket.listeners],
                          ["systemd:domain=INET:index=0", "systemd:domain=INET:index=1"])
         self.assertEqual(plain.promotion, socket.promotion)
+
+
+class SecretsAtStartTests(SynchronousTestCase):
+
+    def test_missingBrokerSecretStopsStartUp(self):
+        """
+        The consolidated account (or a mapped one) without a secret stops
+        start-up with one line, instead of refusing every login later.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "gateway.toml")
+        with open(path, "w") as f:
+            f.write('[[listeners]]\nname = "a"\nprotocol = "amqp"\nendpoint = "tcp:0"\nauth = "none"\n'
+                    '[promotion]\nuser = "webuser"\n[promotion.secrets]\nguest = "guest"\n')
+        options = tap.Options()
+        options.parseOptions(["--config", path])
+        error = str(self.assertRaises(SystemExit, tap.makeService, options))
+        self.assertIn("no broker secret for 'webuser'", error)
+        self.assertNotIn("guest\"", error)

@@ -10,7 +10,6 @@ made), only never started.  What this module adds is the report.
 
 import contextlib
 import grp
-import json
 import os
 import pwd
 import stat
@@ -21,6 +20,7 @@ from twisted.internet import endpoints
 
 from kaazing_promo.config import loadConfig
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.tomlwriter import tomlValue
 
 REDACTED = "<redacted>"
 
@@ -65,16 +65,6 @@ def systemdEndpointsBySyntax():
         parser._sddaemon = saved
 
 
-def _toml(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple, frozenset, set)):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)
-
-
 def _lines(obj, skip=()):
     lines = []
     for field in attr.fields(type(obj)):
@@ -85,7 +75,7 @@ def _lines(obj, skip=()):
         if value is None:
             lines.append(f"# {name} is not set")
         else:
-            lines.append(f"{name} = {_toml(value)}")
+            lines.append(f"{name} = {tomlValue(value)}")
     return lines
 
 
@@ -104,10 +94,10 @@ def describeSettings(config):
     lines += ["", "[promotion]"] + _lines(promotion, skip=("map", "inline_secrets"))
     if promotion.map:
         lines += ["", "[promotion.map]"]
-        lines += [f"{_toml(user)} = {_toml(broker)}" for user, broker in sorted(promotion.map.items())]
+        lines += [f"{tomlValue(user)} = {tomlValue(broker)}" for user, broker in sorted(promotion.map.items())]
     if promotion.inline_secrets:
         lines += ["", "[promotion.secrets]"]
-        lines += [f"{_toml(user)} = {_toml(REDACTED)}" for user in sorted(promotion.inline_secrets)]
+        lines += [f"{tomlValue(user)} = {tomlValue(REDACTED)}" for user in sorted(promotion.inline_secrets)]
     for permission in config.permissions:
         lines += ["", "[[permissions]]"] + _lines(permission)
     return "\n".join(lines) + "\n"
