@@ -99,10 +99,12 @@ class PromotionTestCase(IntegrationTestCase):
                      **self.listenerOptions),
                 dict(name="amqp", protocol="amqp", endpoint="tcp:0:interface=127.0.0.1", **self.listenerOptions)]
 
+    def promotion(self):
+        return {"mode": "mapping", "map": {"joe.smith": self.smithj, "alice": self.webuser},
+                "secrets": {self.smithj: "smithj-pw", self.webuser: "webuser-pw"}}
+
     def configuration(self):
-        return dict(user_auth="internal", listeners=self.listeners(), promotion={
-            "mode": "mapping", "map": {"joe.smith": self.smithj, "alice": self.webuser},
-            "secrets": {self.smithj: "smithj-pw", self.webuser: "webuser-pw"}})
+        return dict(user_auth="internal", listeners=self.listeners(), promotion=self.promotion())
 
     def connect(self, listener, user, password, **kwargs):
         """
@@ -267,10 +269,10 @@ class RequireGroupsTests(PromotionTestCase):
 
 
 class ConsolidatedTests(PromotionTestCase):
+    brokerPassword = "webuser-pw"
 
-    def configuration(self):
-        return dict(user_auth="internal", listeners=self.listeners(), promotion={
-            "mode": "consolidated", "user": self.webuser, "secrets": {self.webuser: "webuser-pw"}})
+    def promotion(self):
+        return {"mode": "consolidated", "user": self.webuser, "secrets": {self.webuser: self.brokerPassword}}
 
     @defer.inlineCallbacks
     def test_P5_everyoneIsOneAccount(self):
@@ -287,10 +289,8 @@ class ConsolidatedTests(PromotionTestCase):
 
 
 class WrongBrokerPasswordTests(PromotionTestCase):
-
-    def configuration(self):
-        return dict(user_auth="internal", listeners=self.listeners(), promotion={
-            "mode": "consolidated", "user": self.webuser, "secrets": {self.webuser: "not-the-password"}})
+    brokerPassword = "not-the-password"
+    promotion = ConsolidatedTests.promotion
 
     @defer.inlineCallbacks
     def test_P3_brokerRefusesPromotedLogin(self):
@@ -311,9 +311,8 @@ class IdentityAndVhostTests(PromotionTestCase):
     def users(self):
         return {self.smithj: ("smithj-gateway-pw", ["Tyche"])}
 
-    def configuration(self):
-        return dict(user_auth="internal", listeners=self.listeners(), promotion={
-            "mode": "identity", "vhost": self.vhostA, "secrets": {self.smithj: "smithj-pw"}})
+    def promotion(self):
+        return {"mode": "identity", "vhost": self.vhostA, "secrets": {self.smithj: "smithj-pw"}}
 
     def test_S4_promoterInterface(self):
         verifyObject(IIdentityPromoter, self.gateway.promoter)
