@@ -28,6 +28,23 @@ def runOutsideCheckout(args, **kwargs):
         return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, **kwargs)
 
 
+def startUpError(case, text, *arguments):
+    """
+    Start the plugin on a configuration file holding C{text}.
+
+    @return: C{(directory, message)}: the file's directory and the one-line
+        start-up error (the test fails if there is none).
+    """
+    directory = case.mktemp()
+    os.makedirs(directory)
+    path = os.path.join(directory, "gateway.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    options = tap.Options()
+    options.parseOptions(["--config", path, *arguments])
+    return directory, str(case.assertRaises(SystemExit, tap.makeService, options))
+
+
 class PluginTests(SynchronousTestCase):
 
     def test_S1_pluginFoundInInstalledPackage(self):
@@ -98,15 +115,9 @@ class ServiceTests(SynchronousTestCase):
         """
         U3: neither users.cnf found → start-up fails naming both paths.
         """
-        directory = self.mktemp()
-        os.makedirs(directory)
-        path = os.path.join(directory, "gateway.toml")
-        with open(path, "w") as f:
-            f.write('user_auth = "internal"\n[[listeners]]\nname = "a"\nprotocol = "amqp"\n'
-                    'endpoint = "tcp:0"\n[promotion]\nuser = "guest"\n[promotion.secrets]\nguest = "guest"\n')
-        options = tap.Options()
-        options.parseOptions(["--config", path, "--apigw-dir", "/opt/apigw"])
-        error = str(self.assertRaises(SystemExit, tap.makeService, options))
+        directory, error = startUpError(self, 'user_auth = "internal"\n[[listeners]]\nname = "a"\n'
+                                              'protocol = "amqp"\nendpoint = "tcp:0"\n[promotion]\nuser = "guest"\n'
+                                              '[promotion.secrets]\nguest = "guest"\n', "--apigw-dir", "/opt/apigw")
         self.assertIn(os.path.join(directory, "config", "users.cnf"), error)
         self.assertIn("/opt/apigw/IntegrationServer/instances/default/config/users.cnf", error)
 
@@ -128,14 +139,7 @@ class SecretsAtStartTests(SynchronousTestCase):
         The consolidated account (or a mapped one) without a secret stops
         start-up with one line, instead of refusing every login later.
         """
-        directory = self.mktemp()
-        os.makedirs(directory)
-        path = os.path.join(directory, "gateway.toml")
-        with open(path, "w") as f:
-            f.write('[[listeners]]\nname = "a"\nprotocol = "amqp"\nendpoint = "tcp:0"\nauth = "none"\n'
-                    '[promotion]\nuser = "webuser"\n[promotion.secrets]\nguest = "guest"\n')
-        options = tap.Options()
-        options.parseOptions(["--config", path])
-        error = str(self.assertRaises(SystemExit, tap.makeService, options))
+        _, error = startUpError(self, '[[listeners]]\nname = "a"\nprotocol = "amqp"\nendpoint = "tcp:0"\n'
+                                      'auth = "none"\n[promotion]\nuser = "webuser"\n[promotion.secrets]\nguest = "guest"\n')
         self.assertIn("no broker secret for 'webuser'", error)
         self.assertNotIn("guest\"", error)
