@@ -50,6 +50,9 @@ def nodeArgv(spec):
     return [NODE, "--experimental-websocket", "--no-warnings", LOAD, json.dumps(spec)]
 
 
+WS_CLIENT = "ws"
+
+
 def runLoad(spec, timeout=None):
     """
     Run load.mjs to completion.
@@ -57,6 +60,7 @@ def runLoad(spec, timeout=None):
     @return: its result dict.
     """
     spec = dict(spec)
+    spec.setdefault("wsClient", WS_CLIENT)
     spec.setdefault("timeout", timeout or 300)
     proc = subprocess.run(nodeArgv(spec), capture_output=True, text=True, timeout=spec["timeout"] + 30,
                           preexec_fn=infra.raiseOpenFiles, cwd=HERE)
@@ -84,6 +88,7 @@ class LoadProcess:
     def __init__(self, spec):
         spec = dict(spec)
         spec.setdefault("timeout", 300)
+        spec.setdefault("wsClient", WS_CLIENT)
         self.proc = subprocess.Popen(nodeArgv(spec), stdout=subprocess.PIPE, stdin=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, preexec_fn=infra.raiseOpenFiles,
                                      cwd=HERE)
@@ -208,7 +213,7 @@ class Environment:
             return int(r.read())
 
     # the gateway
-    def gatewayConfig(self, name, realm):
+    def gatewayConfig(self, name, realm, usersCnf="users.cnf"):
         ports = {k: infra.freePort() for k in ("ws-open", "tcp-open", "ws-auth", "tcp-auth")}
         if realm == "delegated":
             ports = {k: v for k, v in ports.items() if k.endswith("auth")}
@@ -222,7 +227,7 @@ class Environment:
                       f'auth = "{"none" if lname.endswith("open") else "required"}"',
                       f"max_pending_bytes = {pending}", ""]
         if realm == "internal":
-            lines += ["[internal]", 'users_cnf = "users.cnf"', ""]
+            lines += ["[internal]", f'users_cnf = "{usersCnf}"', ""]
         else:
             lines += ["[delegated]", f'url = "https://127.0.0.1:{self.stubPort}"',
                       f'ca_file = "{os.path.join(self.tls, "ca.pem")}"', ""]
@@ -232,11 +237,11 @@ class Environment:
             f.write("\n".join(lines))
         return path, ports
 
-    def startGateway(self, name, realm="internal"):
+    def startGateway(self, name, realm="internal", usersCnf="users.cnf"):
         """
         @return: C{(child, ports, start-up seconds)}.
         """
-        path, ports = self.gatewayConfig(name, realm)
+        path, ports = self.gatewayConfig(name, realm, usersCnf)
         twistd = os.path.join(PROJECT_VENV, "bin", "twistd")
         t0 = time.monotonic()
         gw = self.child(name, [twistd, "-n", "--pidfile=", "--logfile", os.path.join(self.base, f"{name}.twistd.log"),
@@ -286,10 +291,17 @@ class CpuMeter:
     def __enter__(self):
         self.t0 = time.monotonic()
         self.c0 = {k: infra.treeCpu(p) for k, p in self.pids.items()}
+        self.n0 = {k: len(infra.treePids(p)) for k, p in self.pids.items()}
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.monotonic() - self.t0
+        # A forking relay's per-connection child counts once its parent has
+        # reaped it (or while it lives): give it a moment to go.
+        for _ in range(30):
+            if all(len(infra.treePids(p)) <= self.n0[k] for k, p in self.pids.items()):
+                break
+            time.sleep(0.1)
         self.used = {k: infra.treeCpu(p) - self.c0[k] for k, p in self.pids.items()}
 
 
@@ -307,6 +319,13 @@ class Bench:
         return {"socat": env.socat.pid, "websockify": env.websockify.pid}.get(name)
 
     def targets(self):
+        allTargets = self.allTargets()
+        if self.opts.targets:
+            wanted = [t.strip() for t in self.opts.targets.split(",")]
+            return {k: v for k, v in allTargets.items() if k in wanted}
+        return allTargets
+
+    def allTargets(self):
         env = self.env
         return {
             "direct": tcpTarget(env.rabbit.port),
@@ -362,52 +381,76 @@ class Bench:
             self.results["rows"].extend(rows[-len(targets):])
             self.save()
 
-    def profileWebSocket(self, ts, resultsDir):
+    def profiles(self, ts, resultsDir):
         """
-        py-spy on the gateway during a 16 B WebSocket throughput run: once
-        as raw collapsed stacks (analysed here), once as a flame graph SVG.
+        py-spy on the gateway, each while one load runs: the WebSocket path
+        at 16 B (also as a flame graph SVG) and 4 KiB, the TCP path at
+        64 KiB, and WebSocket connection setup (Basic, warm cache).
         """
         pyspy = os.path.join(BENCH_VENV, "bin", "py-spy")
         if not os.path.exists(pyspy):
             log("py-spy not installed; no profile")
             return
-        target = self.targets()["gateway-ws"]
-        out = {}
-        for fmt, path in (("raw", os.path.join(resultsDir, f"{ts}-ws-pyspy.txt")),
-                          ("flamegraph", os.path.join(resultsDir, f"{ts}-ws.svg"))):
-            rawPath = path if fmt == "flamegraph" else os.path.join(self.env.base, "ws-pyspy.raw")
-            spy = subprocess.Popen([pyspy, "record", "--pid", str(self.env.gateway.pid), "--rate", "200", "--idle",
-                                    "--format", fmt, "-o", rawPath],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=os.setpgrp)
-            time.sleep(1.0)
-            try:
-                res = runLoad({"scenario": "throughput", "target": target, "size": 16,
-                               "count": self.opts.profile_messages})
-                log(f"profiled ({fmt}) 16 B WebSocket run: {res['msgPerSec']:,.0f} msg/s (py-spy slows it)")
-            except LoadError as e:
-                log(f"profiled run failed: {e}")
-                res = None
-            spy.send_signal(signal.SIGINT)
-            try:
-                spy.wait(30)
-            except subprocess.TimeoutExpired:
-                spy.kill()
-            if spy.returncode not in (0, -2, 130) and not os.path.exists(rawPath):
-                log(f"py-spy failed: {spy.stderr.read().decode()[-300:]}")
-                continue
-            if fmt == "raw" and os.path.exists(rawPath):
+        t = self.allTargets()
+        o = self.opts
+        plan = [
+            ("ws", "WebSocket throughput, 16 B", {"scenario": "throughput", "target": t["gateway-ws"], "size": 16,
+                                                  "count": o.profile_messages}, True),
+            ("ws-4k", "WebSocket throughput, 4 KiB", {"scenario": "throughput", "target": t["gateway-ws"],
+                                                      "size": 4096, "count": o.profile_messages // 4}, False),
+            ("tcp-64k", "TCP throughput, 64 KiB", {"scenario": "throughput", "target": t["gateway-tcp"],
+                                                   "size": 65536, "count": o.profile_messages // 20}, False),
+            ("ws-setup", "WebSocket connection setup (internal realm, Basic, warm cache)",
+             {"scenario": "setup", "target": wsTarget(self.env.ports["ws-auth"]), "basic": True,
+              "users": [list(u) for u in self.env.users[:200]], "connections": o.setup_connections,
+              "concurrency": o.concurrency}, False),
+        ]
+        self.results["profiles"] = {}
+        for label, what, spec, svg in plan:
+            if label == "ws-setup":
+                # Warm the verify cache first: the profile is of the warm path.
+                runLoad(dict(spec, connections=200))
+            entry = {"what": what}
+            rawPath = os.path.join(self.env.base, f"{label}.collapsed")
+            res = self._spy(pyspy, "raw", rawPath, spec)
+            if os.path.exists(rawPath):
                 analysis = report.analyseCollapsed(rawPath)
-                analysis["msgPerSecWhileProfiled"] = res and res["msgPerSec"]
-                out["analysis"] = analysis
-                with open(path, "w") as f:
-                    f.write(report.profileText(analysis))
-                shutil.copy(rawPath, os.path.join(resultsDir, f"{ts}-ws-pyspy.collapsed"))
-                out["text"] = os.path.basename(path)
-                out["collapsed"] = f"{ts}-ws-pyspy.collapsed"
-            elif fmt == "flamegraph" and os.path.exists(rawPath):
-                out["svg"] = os.path.basename(path)
-        self.results["profile"] = out
-        self.save()
+                analysis["loadResult"] = res
+                entry["analysis"] = analysis
+                shutil.copy(rawPath, os.path.join(resultsDir, f"{ts}-{label}-pyspy.collapsed"))
+                with open(os.path.join(resultsDir, f"{ts}-{label}-pyspy.txt"), "w") as f:
+                    f.write(f"{what}\n" + report.profileText(analysis))
+                entry["text"] = f"{ts}-{label}-pyspy.txt"
+                entry["collapsed"] = f"{ts}-{label}-pyspy.collapsed"
+            if svg:
+                svgPath = os.path.join(resultsDir, f"{ts}-{label}.svg")
+                self._spy(pyspy, "flamegraph", svgPath, spec)
+                if os.path.exists(svgPath):
+                    entry["svg"] = os.path.basename(svgPath)
+            self.results["profiles"][label] = entry
+            self.save()
+
+    def _spy(self, pyspy, fmt, path, spec):
+        spy = subprocess.Popen([pyspy, "record", "--pid", str(self.env.gateway.pid), "--rate", "200", "--idle",
+                                "--format", fmt, "-o", path],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=os.setpgrp)
+        time.sleep(1.0)
+        try:
+            res = runLoad(spec)
+            rate = res.get("msgPerSec") or res.get("perSec")
+            log(f"profiled ({fmt}) {spec['scenario']} {spec.get('size', '')}: {rate:,.0f}/s (py-spy slows it)")
+        except LoadError as e:
+            log(f"profiled run failed: {e}")
+            res = None
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+        if not os.path.exists(path):
+            log(f"py-spy wrote nothing: {spy.stderr.read().decode()[-300:]}")
+        return res
 
     # latency ------------------------------------------------------------------
     def latency(self):
@@ -588,7 +631,7 @@ class Bench:
     def slowConsumer(self):
         o = self.opts
         env = self.env
-        targets = self.targets()
+        targets = self.allTargets()
         size = 65536
         count = o.slow_mib * 2**20 // size
         for name in ("gateway-ws", "gateway-tcp", "websockify", "socat"):
@@ -650,6 +693,60 @@ class Bench:
             self.results["rows"].append(row)
             self.save()
 
+    # start-up with a large users.cnf ---------------------------------------------
+    def startup(self):
+        """
+        Gateway start-up (twistd spawned → every listener accepts) with the
+        bench's users.cnf and with one of o.startup_users users in
+        Integration Server's shape (one shared hash: the loader's cost does
+        not depend on it), then logins through the AMQP listener (cold:
+        each user's first, PBKDF2 at 1,000 iterations; warm: cached).
+        """
+        from kaazing_promo.auth.passhash import makeHash
+        from kaazing_promo.auth.userscnf import UserEntry, renderUsersCnf
+        o = self.opts
+        env = self.env
+        sizes = [("users.cnf", len(env.users))]
+        if o.startup_users:
+            name = f"users-{o.startup_users}.cnf"
+            h = makeHash("pw-shared", iterations=1000)
+            entries = (UserEntry(f"big{i:06d}", h, frozenset(["Everybody"])) for i in range(o.startup_users))
+            with open(os.path.join(env.base, name), "wb") as f:
+                f.write(renderUsersCnf(entries, {"Everybody": []}))
+            sizes.append((name, o.startup_users))
+        for fileName, count in sizes:
+            size = os.path.getsize(os.path.join(env.base, fileName))
+            times = []
+            row = {"scenario": "startup", "users": count, "fileBytes": size}
+            for attempt in range(3):
+                child, ports, seconds = env.startGateway(f"gateway-startup-{count}-{attempt}", usersCnf=fileName)
+                times.append(seconds)
+                if attempt == 2:
+                    if fileName == "users.cnf":
+                        users = [list(u) for u in env.users[:200]]
+                    else:
+                        step = max(1, count // 200)
+                        users = [[f"big{i:06d}", "pw-shared"] for i in range(0, count, step)][:200]
+                    target = tcpTarget(ports["tcp-auth"])
+                    for phase, n in (("cold", len(users)), ("warm", 1000)):
+                        try:
+                            res = runLoad({"scenario": "setup", "target": target, "users": users,
+                                           "connections": n, "concurrency": o.concurrency})
+                            row[f"{phase}PerSec"] = res["perSec"]
+                            row[f"{phase}OpenP50ms"] = res["openP50ms"]
+                            row[f"{phase}Failed"] = res["failed"]
+                        except LoadError as e:
+                            row[f"{phase}Error"] = str(e)
+                    row["rssAfter"] = infra.rssBytes(child.pid)
+                env.stopChild(child)
+            row["startupSeconds"] = statistics.median(times)
+            row["startupRuns"] = [round(t, 3) for t in times]
+            log(f"startup with {count:,} users ({size / 2**20:.1f} MiB users.cnf): "
+                f"{row['startupSeconds']:.2f} s (runs {row['startupRuns']}); logins cold "
+                f"{row.get('coldPerSec', 0):,.0f}/s, warm {row.get('warmPerSec', 0):,.0f}/s")
+            self.results["rows"].append(row)
+            self.save()
+
     def save(self):
         report.write(self.results, self.resultsDir, self.ts)
 
@@ -687,7 +784,9 @@ def versions():
         "twisted": gw[1] if len(gw) > 1 else "?", "autobahn": gw[2] if len(gw) > 2 else "?",
         "rabbitmq": rabbit, "erlang_otp": erlang, "node": out([NODE, "--version"]),
         "load_generator": f"@cloudamqp/amqp-client {client} on Node {out([NODE, '--version'])} "
-                          "(TCP: AMQPClient; WebSocket: AMQPWebSocketClient on Node's built-in WebSocket)",
+                          "(TCP: AMQPClient; WebSocket: AMQPWebSocketClient over "
+                          + ("the ws package, all-zero masking key (the client skips masking, the relay unmasks "
+                             "as usual)" if WS_CLIENT == "ws" else "Node's built-in WebSocket (masks in JS)") + ")",
         "websockify": websockify, "socat": out(["socat", "-V"]).splitlines()[1] if out(["socat", "-V"]) else "?",
         "project_venv": PROJECT_VENV,
     }
@@ -723,26 +822,33 @@ def sourceDigest():
 def parseArgs(argv):
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke mode: small counts, one run (< 2 minutes)")
-    p.add_argument("--runs", type=int, help="interleaved runs per throughput/latency row (default 3; quick 1)")
+    p.add_argument("--runs", type=int, help="interleaved runs per throughput/latency row (default 5; quick 1)")
     p.add_argument("--held", type=int, help="connections held through direct and the gateway (default 9000; "
-                                            "quick 300); the gateway's 20,000 descriptors allow ~9,960")
+                                            "quick 200); the gateway's 20,000 descriptors allow ~9,960")
     p.add_argument("--held-peers", type=int, help="connections held through socat and websockify "
-                                                  "(default 1000; quick 100): both fork per connection")
-    p.add_argument("--setup-connections", type=int, help="connections per setup-rate row (default 3000; quick 300)")
+                                                  "(default 1000; quick 50): both fork per connection")
+    p.add_argument("--setup-connections", type=int, help="connections per setup-rate row (default 3000; quick 200)")
     p.add_argument("--setup-connections-peers", type=int, default=1000,
                    help="cap for websockify's setup row (default 1000)")
-    p.add_argument("--users", type=int, help="users in the generated users.cnf (default 1000; quick 200)")
+    p.add_argument("--users", type=int, help="users in the generated users.cnf (default 2000; quick 200)")
     p.add_argument("--concurrency", type=int, default=50, help="connection opens in flight (default 50)")
-    p.add_argument("--slow-mib", type=int, help="MiB published to the stalled consumer (default 256; quick 64)")
+    p.add_argument("--slow-mib", type=int, help="MiB published to the stalled consumer (default 256; quick 32)")
     p.add_argument("--max-pending-bytes", type=int, default=1048576, help="the gateway's max_pending_bytes")
-    p.add_argument("--scenarios", default="throughput,profile,latency,setup,held,slow",
-                   help="comma-separated subset of throughput,profile,latency,setup,held,slow")
+    p.add_argument("--scenarios", default="throughput,profile,latency,setup,held,slow,startup",
+                   help="comma-separated subset of throughput,profile,latency,setup,held,slow,startup")
+    p.add_argument("--targets", help="throughput/latency only against these (comma-separated: direct,socat,"
+                                     "gateway-tcp,gateway-ws,websockify)")
+    p.add_argument("--startup-users", type=int, help="users in the large users.cnf of the start-up scenario "
+                                                     "(default 100000; quick 0 = only the bench's own file)")
+    p.add_argument("--ws-client", choices=("ws", "native"), default="ws",
+                   help="WebSocket under the load generator: 'ws' (the ws package, all-zero masking key so the "
+                        "client skips masking; default) or 'native' (Node's built-in WebSocket, masks in JS)")
     p.add_argument("--no-delegated", action="store_true", help="skip the delegated realm (stub API Gateway)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     p.add_argument("--results", default=os.path.join(HERE, "results"), help="where results go")
     o = p.parse_args(argv)
     q = o.quick
-    o.runs = o.runs or (1 if q else 3)
+    o.runs = o.runs or (1 if q else 5)
     o.held = o.held or (200 if q else 9000)
     o.held_peers = o.held_peers or (50 if q else 1000)
     o.setup_connections = o.setup_connections or (200 if q else 3000)
@@ -753,6 +859,7 @@ def parseArgs(argv):
     o.messages_64k = 1500 if q else 10000
     o.latency_samples = 1000 if q else 5000
     o.profile_messages = 150000 if q else 300000
+    o.startup_users = (0 if q else 100000) if o.startup_users is None else o.startup_users
     o.scenarios = [s.strip() for s in o.scenarios.split(",") if s.strip()]
     if q and "profile" in o.scenarios and "--scenarios" not in " ".join(argv):
         o.scenarios.remove("profile")
@@ -760,13 +867,16 @@ def parseArgs(argv):
 
 
 def main(argv):
+    global WS_CLIENT
     o = parseArgs(argv)
+    WS_CLIENT = o.ws_client
     infra.raiseOpenFiles()
     ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     os.makedirs(o.results, exist_ok=True)
     base = tempfile.mkdtemp(prefix="kp-bench-")
     started = time.monotonic()
     results = {
+        "ws_client": o.ws_client,
         "timestamp": ts, "mode": "quick" if o.quick else "full", "machine": infra.machine(),
         "versions": versions(), "gateway_source": sourceDigest(),
         "settings": {k: v for k, v in vars(o).items() if k not in ("results",)},
@@ -798,9 +908,9 @@ def main(argv):
         if not o.no_delegated:
             env.gatewayDelegated, env.delegatedPorts, _ = env.startGateway("gateway-delegated", "delegated")
         env.startPeers()
-        for scenario, fn in (("throughput", bench.throughput), ("profile", lambda: bench.profileWebSocket(
+        for scenario, fn in (("throughput", bench.throughput), ("profile", lambda: bench.profiles(
                 ts, o.results)), ("latency", bench.latency), ("setup", bench.setup), ("held", bench.held),
-                ("slow", bench.slowConsumer)):
+                ("slow", bench.slowConsumer), ("startup", bench.startup)):
             if scenario in o.scenarios:
                 log(f"--- {scenario} (load average {loadAverage()})")
                 t0 = time.monotonic()

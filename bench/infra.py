@@ -189,14 +189,15 @@ class RabbitNode:
 
 def cpuSeconds(pid):
     """
-    User + system CPU seconds of a process and its reaped children... of a
-    process only (children are counted by L{treePids}).
+    User + system CPU seconds of a process, plus those of its children it
+    has reaped (cutime, cstime): summed over a tree (L{treeCpu}) the total
+    stays continuous while forked children (socat, websockify) come and go.
     """
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError):
+        return sum(int(x) for x in fields[11:15]) / CLK_TCK
+    except (OSError, IndexError, ValueError):
         return 0.0
 
 

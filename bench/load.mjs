@@ -1,6 +1,11 @@
 // The load generator of bench/run: @cloudamqp/amqp-client 4.1.1 on Node,
-// over TCP (AMQPClient) or WebSocket (AMQPWebSocketClient on Node's
-// built-in WebSocket, `node --experimental-websocket`).
+// over TCP (AMQPClient) or WebSocket (AMQPWebSocketClient).  The WebSocket
+// under AMQPWebSocketClient is, by spec.wsClient:
+//   "ws"     — the `ws` package with an all-zero masking key, which ws then
+//              skips applying (RFC 6455 lets a client pick any key; the
+//              server unmasks all the same): the cheapest client, the default;
+//   "native" — Node's built-in WebSocket (undici, `--experimental-websocket`),
+//              which masks every byte in JavaScript, as a browser-like client.
 //
 //   node --experimental-websocket bench/load.mjs '<JSON spec>'
 //
@@ -23,6 +28,7 @@
 
 import { AMQPClient, AMQPWebSocketClient } from "@cloudamqp/amqp-client"
 import { createInterface } from "node:readline"
+import WS from "ws"
 
 const spec = JSON.parse(process.argv[2])
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + "\n")
@@ -38,7 +44,14 @@ deadline.unref()
 // amqp-client uses; this subclass adds Authorization: Basic (undici's
 // WebSocketInit accepts `headers`).
 let currentHeaders = null
-if (spec.target.kind === "ws") {
+const zeroMask = (mask) => mask.fill(0)
+if (spec.target.kind === "ws" && (spec.wsClient || "ws") === "ws") {
+  globalThis.WebSocket = class extends WS {
+    constructor(url, protocols) {
+      super(url, protocols ?? [], { headers: currentHeaders || {}, perMessageDeflate: false, generateMask: zeroMask })
+    }
+  }
+} else if (spec.target.kind === "ws") {
   if (typeof globalThis.WebSocket !== "function") {
     emit({ error: "no global WebSocket: run node with --experimental-websocket" })
     process.exit(2)

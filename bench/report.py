@@ -69,11 +69,15 @@ def markdown(results):
                 f"Median of {runs} interleaved run(s); messages per run: 16 B "
                 f"{results['settings']['messages_16']:,}, 4 KiB {results['settings']['messages_4k']:,}, 64 KiB "
                 f"{results['settings']['messages_64k']:,}; frame_max 131072; at most ~8 MiB (≤10,000 messages) "
-                "in flight. CPU columns: the client's share of one core, the relay's and the broker's CPU time "
-                "per message.", "",
-                "| size | target | msg/s | MB/s | × direct | × socat | × websockify | client CPU | relay µs/msg "
-                "| broker µs/msg |",
-                "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "in flight. CPU columns: the client's share of one core and its CPU time per message, the relay's "
+                "and the broker's CPU time per message (medians over the runs). "
+                + ("WebSocket client: the ws package with an all-zero masking key (it skips masking; the relay "
+                   "unmasks as usual)." if results.get("ws_client", "native") == "ws" else
+                   "WebSocket client: Node's built-in WebSocket, which masks every byte in JavaScript (it costs "
+                   "more per message than the TCP client)."), "",
+                "| size | target | msg/s | MB/s | × direct | × socat | × websockify | client CPU | client µs/msg "
+                "| relay µs/msg | broker µs/msg |",
+                "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for size in (16, 4096, 65536):
             rows = {r["target"]: r for r in tp if r["size"] == size}
             ref = {k: rows.get(k, {}).get("msgPerSec") for k in ("direct", "socat", "websockify")}
@@ -82,22 +86,27 @@ def markdown(results):
                 relay = r.get("relayCpuUsPerMsg") if name != "direct" else None
                 out.append(f"| {_size(size)} | {name} | {_n(rate)} | {_n(r.get('mbPerSec'), 1)} | "
                            f"{_x(rate, ref['direct'])} | {_x(rate, ref['socat'])} | {_x(rate, ref['websockify'])} | "
-                           f"{_n(r.get('clientCpuShare'), 2)} | {_n(relay, 1)} | "
+                           f"{_n(r.get('clientCpuShare'), 2)} | {_n(_clientUs(r), 1)} | {_n(relay, 1)} | "
                            f"{_n(r.get('brokerCpuUsPerMsg'), 1)} |")
         out += ["", "Each run (msg/s): " + "; ".join(
             f"{_size(r['size'])} {r['target']}: " + ", ".join(
                 _n(x.get("msgPerSec")) if "error" not in x else "error" for x in r["runs"]) for r in tp), ""]
         out += _targets(results)
 
-    prof = results.get("profile", {}).get("analysis")
-    if prof:
-        out += ["## Where the gateway's WebSocket path spends its time (py-spy, 16 B)",
-                f"{prof['samples']:,} samples at 200 Hz with `--idle`; {prof['idleShare'] * 100:.1f}% idle "
-                "(in epoll). Shares below are of the busy samples. Flame graph: "
-                f"`{results['profile'].get('svg', '—')}`, stacks: `{results['profile'].get('collapsed', '—')}`, "
-                f"text: `{results['profile'].get('text', '—')}`.", "",
+    for label, entry in results.get("profiles", {}).items():
+        prof = entry.get("analysis")
+        if not prof:
+            continue
+        res = prof.get("loadResult") or {}
+        rate = res.get("msgPerSec") or res.get("perSec")
+        out += [f"## Profile of the gateway: {entry['what']} (py-spy)",
+                f"{prof['samples']:,} samples of the reactor thread at 200 Hz with `--idle`, "
+                f"{prof['idleShare'] * 100:.1f}% of them idle in epoll; the shares below are of its busy samples "
+                f"(thread-pool threads were busy in {prof.get('threadBusySamples', 0):,} samples). The load ran at {_n(rate)}/s while sampled (py-spy "
+                f"pauses the process to sample). Files: `{entry.get('text')}`, `{entry.get('collapsed')}`"
+                + (f", flame graph `{entry['svg']}`" if entry.get("svg") else "") + ".", "",
                 "| self % | total % | function | file |", "|---:|---:|---|---|"]
-        for f in prof["top"][:25]:
+        for f in prof["top"][:25 if label == "ws" else 15]:
             out.append(f"| {f['self'] * 100:.1f} | {f['total'] * 100:.1f} | `{f['func']}` | {_short(f['file'])} |")
         out += ["", "Self time by package: " + ", ".join(
             f"{p['package']} {p['self'] * 100:.1f}%" for p in prof.get("packages", [])[:8]), ""]
@@ -114,9 +123,11 @@ def markdown(results):
             p50 = r.get("p50ms")
             added = None if p50 is None or d is None else p50 - d
             socatAdded = None if s is None or d is None else s - d
+            vsSocat = "—"
+            if r["target"] != "direct" and added is not None and socatAdded and socatAdded > 0:
+                vsSocat = _x(added, socatAdded)
             out.append(f"| {r['target']} | {_n(p50, 3)} | {_n(r.get('p99ms'), 3)} | "
-                       f"{'—' if added is None else f'{added:+.3f} ms'} | "
-                       f"{_x(added, socatAdded) if added is not None and socatAdded and socatAdded > 0 else '—'} |")
+                       f"{'—' if added is None or r['target'] == 'direct' else f'{added:+.3f} ms'} | {vsSocat} |")
         out += [""]
 
     st = _rows(results, "setup")
@@ -178,6 +189,20 @@ def markdown(results):
                        + (f" error: {r['error']}" if r.get("error") else ""))
         out += [""]
 
+    su = _rows(results, "startup")
+    if su:
+        out += ["## Start-up and users.cnf size",
+                "twistd spawned → every listener accepts (median of 3 starts), then logins through the AMQP "
+                "listener, 50 in flight: `cold` = 200 users' first logins (PBKDF2-SHA256, 1,000 iterations), "
+                "`warm` = 1,000 more (verify cache).", "",
+                "| users | users.cnf MiB | start-up s | runs | cold logins/s | warm logins/s | RSS after MiB |",
+                "|---:|---:|---:|---|---:|---:|---:|"]
+        for r in su:
+            out.append(f"| {_n(r['users'])} | {_mib(r.get('fileBytes'))} | {_n(r.get('startupSeconds'), 2)} | "
+                       f"{r.get('startupRuns')} | {_n(r.get('coldPerSec'))} | {_n(r.get('warmPerSec'))} | "
+                       f"{_mib(r.get('rssAfter'))} |")
+        out += [""]
+
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     return "\n".join(out)
@@ -200,6 +225,14 @@ def _targets(results):
                      f"{ws / d:.2f}× direct — {'met' if ws >= 0.9 * so else 'NOT met'}")
     lines.append("")
     return lines
+
+
+def _clientUs(row):
+    good = [x for x in row.get("runs", []) if "error" not in x and x.get("messages")]
+    if not good:
+        return None
+    values = sorted(x["clientCpuSeconds"] / x["messages"] * 1e6 for x in good)
+    return values[len(values) // 2]
 
 
 def _size(size):
@@ -231,8 +264,8 @@ def analyseCollapsed(path):
     Self and inclusive shares per function from py-spy's raw (collapsed)
     output, over the samples not idle in epoll.
     """
-    selfCount, totalCount = Counter(), Counter()
-    samples = idle = 0
+    selfCount, totalCount, threadCount = Counter(), Counter(), Counter()
+    samples = idle = threadBusy = 0
     with open(path) as f:
         for line in f:
             line = line.rstrip("\n")
@@ -245,9 +278,16 @@ def analyseCollapsed(path):
                 continue
             frames = [_frame(x) for x in stack.split(";") if x and not x.startswith("process ")
                       and not x.startswith("thread ")]
-            samples += n
             if not frames:
                 continue
+            if frames[0][0].startswith("Thread._bootstrap"):
+                # A thread-pool thread (PBKDF2, DNS): reported apart; the
+                # shares are of the reactor thread.
+                if frames[-1][0].rsplit(".", 1)[-1] not in ("wait", "get", "_wait_for_tstate_lock"):
+                    threadBusy += n
+                    threadCount[frames[-1]] += n
+                continue
+            samples += n
             leaf = frames[-1]
             if leaf[0].rsplit(".", 1)[-1] in ("poll", "doPoll") and "epollreactor" in leaf[1]:
                 idle += n
@@ -263,6 +303,8 @@ def analyseCollapsed(path):
     byTotal = sorted(totalCount, key=lambda k: -totalCount[k])
     return {
         "samples": samples, "idle": idle, "idleShare": idle / samples if samples else 0.0,
+        "threadBusySamples": threadBusy,
+        "threadTop": [{"func": k[0], "file": k[1], "samples": n} for k, n in threadCount.most_common(5)],
         "top": [{"func": k[0], "file": k[1], "self": selfCount[k] / busy, "total": totalCount[k] / busy}
                 for k in top[:40]],
         "packages": [{"package": k, "self": n / busy} for k, n in packages.most_common()],
@@ -284,8 +326,10 @@ def _package(path):
 
 
 def profileText(a):
-    lines = [f"py-spy, gateway WebSocket path, 16 B throughput: {a['samples']} samples, "
-             f"{a['idle']} idle in epoll ({a['idleShare'] * 100:.1f}%); shares of busy samples.", "",
+    lines = [f"py-spy on the gateway: {a['samples']} samples of the reactor thread, "
+             f"{a['idle']} idle in epoll ({a['idleShare'] * 100:.1f}%); shares of its busy samples. "
+             f"Thread-pool threads busy in {a.get('threadBusySamples', 0)} samples: "
+             + ", ".join(f"{t['func']} {t['samples']}" for t in a.get("threadTop", [])), "",
              "By self time:", f"{'self%':>6} {'total%':>7}  function (file)"]
     for f in a["top"]:
         lines.append(f"{f['self'] * 100:6.1f} {f['total'] * 100:7.1f}  {f['func']} ({_short(f['file'])})")
