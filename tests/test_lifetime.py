@@ -151,3 +151,18 @@ class FailedLoginLimiterTests(SynchronousTestCase):
         self.assertIsNone(limiter.retryAfter(3, ("user", "alice")))
         clock.advance(31)
         self.assertIsNone(limiter.retryAfter(3, *keys))
+
+    def test_X5_forgottenKeysSwept(self):
+        """
+        Failures of keys nobody asks about again do not pile up forever.
+        """
+        from kaazing_promo.auth.gate import FailedLoginLimiter
+        clock = task.Clock()
+        limiter = FailedLoginLimiter(clock)
+        for n in range(3000):
+            limiter.failed(("user", f"sprayed-{n}"))
+            clock.advance(0.1)
+        clock.advance(61)
+        for n in range(1100):
+            limiter.failed(("user", f"later-{n}"))
+        self.assertLessEqual(len(limiter._failures), 2048)

@@ -73,6 +73,15 @@ class FailedLoginLimiter:
         now = self._clock.seconds()
         for key in keys:
             self._failures.setdefault(key, collections.deque()).append(now)
+        if len(self._failures) >= self._sweepAt:
+            # Keys are dropped when asked about after their window; sweep
+            # the ones nobody asks about again, so an attack spraying user
+            # names or addresses holds at most one window's worth.
+            for key in list(self._failures):
+                self._recent(key)
+            self._sweepAt = max(1024, 2 * len(self._failures))
+
+    _sweepAt = 1024
 
 
 class LoginGate:
