@@ -409,6 +409,18 @@ class WebSocketSessionTests(SessionTestsMixin, SynchronousTestCase):
         self.brokerSays(OPEN_OK)
         self.assertEqual(self.brokerHeard(), PUBLISH)
 
+    def test_X5_framesBeforeOpenOkBounded(self):
+        """
+        What a client sends before Open-Ok is kept only up to max_pending_bytes.
+        """
+        self.listener = Listener(name="test", protocol="websocket", endpoint="tcp:0", max_pending_bytes=4096)
+        self.handshake(upTo="start-ok")
+        self.brokerHeard()
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN)
+        self.clientSays(PUBLISH * 200)
+        self.assertClosedWith(UNEXPECTED_FRAME)
+
     def test_clientCloseDuringHandshake(self):
         self.handshake(upTo="start")
         self.clientSays(encodeMethod(0, "connection.close", reply_code=200, reply_text="bye"))

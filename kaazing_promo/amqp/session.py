@@ -141,7 +141,7 @@ class GatewaySession:
                     self.clientDataReceived(rest)
         elif self.state is State.OPEN_OK:
             # A client that does not wait for Open-Ok: keep its frames for later.
-            self._queued.append(data)
+            self._queue(data)
         elif self.state is not State.CLOSED:
             try:
                 frames = self._clientReader.feed(data)
@@ -153,8 +153,9 @@ class GatewaySession:
                 if self.state in (State.CLOSED, State.CLOSING) and frame[0] == FRAME_METHOD:
                     self._clientFrameWhileClosing(*frame)
                 elif self.state is State.OPEN_OK:
-                    self._queued.extend(raw for _, _, _, raw in frames[index:])
-                    self._queued.append(self._clientReader.takeRemainder())
+                    for _, _, _, raw in frames[index:]:
+                        self._queue(raw)
+                    self._queue(self._clientReader.takeRemainder())
                     return
                 elif self.state is not State.CLOSED:
                     self._clientFrame(*frame)
@@ -208,6 +209,18 @@ class GatewaySession:
         if method.name == "update-secret":
             return self._fail(NOT_ALLOWED, "connection.update-secret is not allowed through this gateway", method)
         return self._fail(COMMAND_INVALID, f"{method.qualifiedName} out of turn while {self.state.value}", method)
+
+    def _queue(self, data):
+        """
+        Keep bytes sent before the broker's Open-Ok, at most
+        C{max_pending_bytes} of them.
+        """
+        self._queuedBytes += len(data)
+        if self._queuedBytes > self.listener.max_pending_bytes:
+            return self._fail(UNEXPECTED_FRAME, "UNEXPECTED_FRAME - too much sent before Open-Ok")
+        self._queued.append(data)
+
+    _queuedBytes = 0
 
     def _clientFrameWhileClosing(self, frameType, channel, payload, raw):
         # After a Close, only Close-Ok (or a crossing Close) means anything.
