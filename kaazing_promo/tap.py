@@ -2,6 +2,8 @@
 The twistd plugin: C{twistd -n kaazing-promo [--config FILE] [--apigw-dir DIR]}.
 """
 
+import hashlib
+import hmac
 import os
 import resource as rlimit
 
@@ -21,11 +23,13 @@ from kaazing_promo.auth.lifetime import SessionLifetime
 from kaazing_promo.brokerauth import buildBrokerAuthService
 from kaazing_promo.config import defaultConfigPath, loadConfig
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.interfaces import ITokenPromoter
 from kaazing_promo.ops.admin import buildAdminService
 from kaazing_promo.ops.audit import AuditJSONService
 from kaazing_promo.ops.reload import ReloadService
 from kaazing_promo.promotion import makePromoter
 from kaazing_promo.secrets import SecretStore
+from kaazing_promo.tokens import TokenBook
 from kaazing_promo.transport.context import ListenerContext
 from kaazing_promo.transport.tcp import AMQPListenerFactory
 from kaazing_promo.transport.websocket import buildSite
@@ -124,6 +128,13 @@ class GatewayService(service.MultiService):
         self.secrets = SecretStore(config.promotion.secrets_file, config.promotion.inline_secrets)
         self.secrets.load()
         self.promoter = makePromoter(config.promotion, self.secrets)
+        if ITokenPromoter.providedBy(self.promoter):
+            # Tokens minted by any worker are checked by the master's one
+            # [broker_auth] server: every process signs with a key derived
+            # from the key the master shares.
+            self.promoter.tokenBook = TokenBook(
+                ttl=config.promotion.token_ttl, permissions=config.permissions,
+                key=hmac.new(self.ticketKey, b"kaazing-promo broker tokens", hashlib.sha256).digest())
         # A broker account the promoter will certainly use must have a secret now,
         # not at the first login.
         known = getattr(self.promoter, "knownBrokerUsers", lambda: None)()

@@ -42,9 +42,6 @@ def checkWorkerEndpoints(config):
                 f"{config.path}: [[listeners]] {listener.name!r} key 'endpoint': workers = {config.workers} "
                 f"needs plain tcp: endpoints, not {listener.endpoint!r}; use workers = 1 and run one gateway "
                 "per port behind the load balancer instead")
-    if config.promotion.mode == "token":
-        raise ConfigError(f"{config.path}: key 'workers': token promotion runs one [broker_auth] server "
-                          "and needs workers = 1")
 
 
 class AdoptedPortService(service.Service):

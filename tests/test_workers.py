@@ -12,7 +12,7 @@ from kaazing_promo.config import parseConfig
 from kaazing_promo.errors import ConfigError
 from tests.support import (
     IntegrationTestCase, closeClient, connectTCP, connectWebSocket, gatewayConfig, roundTrip)
-from tests.test_promotion_broker import PASSWORDS, PromotionTestCase
+from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, writeUsersCnf
 
 
 class WorkerTests(PromotionTestCase):
@@ -61,3 +61,33 @@ class WorkerConfigTests(IntegrationTestCase):
         from kaazing_promo.workers import checkWorkerEndpoints
         error = self.assertRaises(ConfigError, checkWorkerEndpoints, config)
         self.assertIn("'lb'", str(error))
+
+
+class TokenWorkerTests(IntegrationTestCase):
+
+    def test_X7_workerTokensCheckedByMaster(self):
+        """
+        Token mode with workers: a token a worker mints (with the key the
+        master shares) is redeemed once by the master's [broker_auth] book.
+        """
+        from twisted.internet import reactor
+
+        from kaazing_promo.auth.avatar import GatewayUser
+        from kaazing_promo.tap import GatewayService
+        directory = self.mktemp()
+        writeUsersCnf(directory, {"joe.smith": ("joe-password", ["Tyche"])})
+        config = gatewayConfig(
+            directory, workers=2,
+            listeners=[{"name": "amqp", "protocol": "amqp", "endpoint": "tcp:0", "auth": "required"}],
+            user_auth="internal",
+            promotion={"mode": "token"}, broker_auth={"endpoint": "tcp:0:interface=127.0.0.1"},
+            permissions=[{"group": "Tyche", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}])
+        master = GatewayService(config, reactor)
+        worker = GatewayService(config, reactor, inheritedPorts={"amqp": -1}, ticketKey=master.ticketKey)
+        joe = GatewayUser("joe.smith", {"Tyche"})
+        token = worker.promoter.credentials(joe, [b"PLAIN"]).password.reveal()
+        self.assertIsNotNone(master.promoter.tokenBook.redeem("joe.smith", token))
+        self.assertIsNone(master.promoter.tokenBook.redeem("joe.smith", token))
+        stranger = GatewayService(config, reactor, inheritedPorts={"amqp": -1})
+        other = stranger.promoter.credentials(joe, [b"PLAIN"]).password.reveal()
+        self.assertIsNone(master.promoter.tokenBook.redeem("joe.smith", other))
