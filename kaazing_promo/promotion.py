@@ -12,7 +12,6 @@ from twisted.plugin import IPlugin, getPlugins
 from zope.interface import implementer
 
 from kaazing_promo import plugins
-from kaazing_promo.amqp.codec import NOT_ALLOWED
 from kaazing_promo.errors import ConfigError, PromotionRefused
 from kaazing_promo.interfaces import IAMQPIdentity, IIdentityPromoter, IPromoterFactory
 
@@ -186,10 +185,3 @@ def makePromoter(settings, secrets):
         raise ConfigError(f"[promotion] mode {settings.mode!r} has no promoter plugin; "
                           f"available: {', '.join(sorted(factories))}")
     return factory.build(settings, secrets)
-
-
-def refuseVhost(requested):
-    """
-    @return: the L{PromotionRefused} for a virtual host the user may not open.
-    """
-    return PromotionRefused(f"virtual host {requested!r} is not allowed", NOT_ALLOWED)
