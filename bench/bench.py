@@ -12,7 +12,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import shutil
 import signal
 import ssl
@@ -782,7 +781,7 @@ def versions():
         "kaazing_promo": gw[0] if gw else "?", "kaazing_promo_installed_at": gw[3] if len(gw) > 3 else "?",
         "python": out([py, "-c", "import sys; print(sys.version.split()[0])"]),
         "twisted": gw[1] if len(gw) > 1 else "?", "autobahn": gw[2] if len(gw) > 2 else "?",
-        "rabbitmq": rabbit, "erlang_otp": erlang, "node": out([NODE, "--version"]),
+        "rabbitmq": rabbit, "erlang_otp": erlang, "node": out([NODE, "--version"]), "amqp_client": client,
         "load_generator": f"@cloudamqp/amqp-client {client} on Node {out([NODE, '--version'])} "
                           "(TCP: AMQPClient; WebSocket: AMQPWebSocketClient over "
                           + ("the ws package, all-zero masking key (the client skips masking, the relay unmasks "

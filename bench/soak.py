@@ -557,26 +557,11 @@ def write(results, directory, ts):
 
 
 def versions():
-    def out(argv):
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return "?"
-    py = os.path.join(PROJECT_VENV, "bin", "python")
-    gw = out([py, "-c", "import importlib.metadata as m, twisted, autobahn, sys; "
-                        "print(m.version('kaazing-promo'), twisted.__version__, autobahn.__version__, "
-                        "sys.version.split()[0], sep='|')"]).split("|")
-    gw += ["?"] * (4 - len(gw))
-    try:
-        with open(os.path.join(HERE, "node_modules", "@cloudamqp", "amqp-client", "package.json")) as f:
-            client = json.load(f)["version"]
-    except OSError:
-        client = "?"
-    return {"kaazing_promo": gw[0], "twisted": gw[1], "autobahn": gw[2], "python": gw[3],
-            "rabbitmq": out(["dpkg-query", "-W", "-f", "${Version}", "rabbitmq-server"]),
-            "erlang_otp": out(["erl", "-noshell", "-eval",
-                               'io:format("~s", [erlang:system_info(otp_release)]), halt().']),
-            "node": out([NODE, "--version"]), "amqp_client": client, "project_venv": PROJECT_VENV}
+    """
+    The versions bench/bench.py records (the same venv, node and broker).
+    """
+    import bench
+    return bench.versions()
 
 
 def sourceDigest():
