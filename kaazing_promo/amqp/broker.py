@@ -72,17 +72,28 @@ class BrokerProtocol(protocol.Protocol):
         self.session.brokerDataReceived(data)
 
     def connectionLost(self, reason):
-        self.session.brokerConnectionLost()
+        # Let go of the session as the connection ends: no cycle keeps it
+        # (and all it holds) waiting for the garbage collector.
+        session, self.session = self.session, None
+        session.brokerConnectionLost()
 
 
 class _BrokerFactory(protocol.Factory):
+    """
+    Builds the one L{BrokerProtocol} of one connection attempt.  Twisted's
+    connector keeps its factory in a reference cycle with its transport
+    (twisted#7119, "wontfix"), so the factory hands its session over and
+    keeps nothing.
+    """
+
     noisy = False
 
     def __init__(self, session):
         self.session = session
 
     def buildProtocol(self, addr):
-        return BrokerProtocol(self.session)
+        session, self.session = self.session, None
+        return BrokerProtocol(session)
 
 
 class BrokerConnector:

@@ -114,7 +114,7 @@ class LoginGate:
         keys = (("source", source), ("user", username))
         retryAfter = self.limiter.retryAfter(self.listener.max_failed_logins, *keys)
         if retryAfter is not None:
-            self._denied(LoginDenied("rate-limited", "too many failed logins", retryAfter), username, source)
+            raise self._denied(LoginDenied("rate-limited", "too many failed logins", retryAfter), username, source)
         try:
             _, avatar, _ = yield self._portal.login(UsernamePassword(username, password), None, IGatewayUser)
         except UnauthorizedLogin as e:
@@ -123,19 +123,23 @@ class LoginGate:
             # with a "kind" on the failure: the audit tells them apart.
             outcome = getattr(e, "kind", None) or "bad-credentials"
             reason = getattr(e, "reason", None) or str(e) or "login refused by the realm"
-            self._denied(LoginDenied(outcome, reason), username, source)
+            raise self._denied(LoginDenied(outcome, reason), username, source)
         except Exception as e:
             self.log.failure("realm failed while checking {user!r}", user=username)
-            self._denied(LoginDenied("realm-error", f"realm error: {type(e).__name__}"), username, source)
+            raise self._denied(LoginDenied("realm-error", f"realm error: {type(e).__name__}"), username, source)
         if self._requireGroups and not (self._requireGroups & (avatar.groups | avatar.access_profiles)):
-            self._denied(LoginDenied("unauthorized", "not in any of require_groups"), username, source)
+            raise self._denied(LoginDenied("unauthorized", "not in any of require_groups"), username, source)
         try:
             brokerUser = self._promoter.authorize(avatar)
         except Exception as e:
-            self._denied(LoginDenied("unauthorized", getattr(e, "reason", str(e))), username, source)
+            raise self._denied(LoginDenied("unauthorized", getattr(e, "reason", str(e))), username, source)
         auditLogin(self.listener.name, source, "ok", gateway_user=avatar.user, broker_user=brokerUser)
         return avatar
 
     def _denied(self, denial, username, source):
+        """
+        Audit C{denial}, for the caller to raise: raised here, it would sit
+        in its own traceback's frame, a cycle only the collector frees.
+        """
         auditLogin(self.listener.name, source, denial.outcome, denial.reason, gateway_user=username)
-        raise denial
+        return denial

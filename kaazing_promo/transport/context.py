@@ -32,6 +32,8 @@ class ListenerContext:
         self.gate = gate
         self.lifetime = lifetime
         self.sessions = set()
+        #: The most sessions open at once since L{takePeak} was last called.
+        self.peak = 0
         self._perSource = collections.Counter()
         self._idle = []
 
@@ -58,8 +60,18 @@ class ListenerContext:
             avatar=avatar, ownStart=ownStart, gate=gate, source=source, onFinished=self._finished,
             lifetime=self.lifetime, credentials=credentials if self.keepsCredentials else None)
         self.sessions.add(session)
+        if len(self.sessions) > self.peak:
+            self.peak = len(self.sessions)
         self._perSource[hostOf(source)] += 1
         return session
+
+    def takePeak(self):
+        """
+        @return: the most sessions open at once since the last call; the
+            count starts again from those open now.
+        """
+        peak, self.peak = self.peak, len(self.sessions)
+        return peak
 
     def _finished(self, session):
         self.sessions.discard(session)

@@ -54,8 +54,9 @@ class AMQPListenerProtocol(protocol.Protocol):
     def connectionLost(self, reason):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
-        if self.session is not None:
-            self.session.clientConnectionLost()
+        session, self.session = self.session, None
+        if session is not None:
+            session.clientConnectionLost()
 
     # The session's view of its client.
     def write(self, data):

@@ -117,7 +117,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     log = _QuietLogger()
     session = None
-    _deny = None
+    _denyHeaders = ()
     _frames = None
 
     def connectionMade(self):
@@ -138,18 +138,24 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             self.avatar, self.credentials = yield self.factory.authenticate(
                 request.headers, request.params, source)
         except LoginDenied as e:
-            self._deny = denialFor(e)
-            raise self._deny
+            raise self._refuse(denialFor(e))
         except _Deny as e:
-            self._deny = e
-            raise
+            raise self._refuse(e)
         self.source = source
         return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
 
+    def _refuse(self, denial):
+        """
+        Keep the headers of C{denial} for L{failHandshake}, not the
+        exception: its traceback holds this protocol, and the protocol
+        holding it would make a cycle only the collector frees.
+        """
+        self._denyHeaders = denial.headers
+        return denial
+
     def failHandshake(self, reason, code=400, responseHeaders=None):
         headers = list(responseHeaders or [])
-        if self._deny is not None:
-            headers += self._deny.headers
+        headers += self._denyHeaders
         WebSocketServerProtocol.failHandshake(self, reason, code, headers)
 
     def onOpen(self):
@@ -192,10 +198,14 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             self.closeHandshakeTimeoutCall.cancel()
             self.closeHandshakeTimeoutCall = None
         WebSocketServerProtocol.connectionLost(self, reason)
+        # Autobahn resolves is_closed with the protocol itself, a cycle that
+        # would keep the closed connection for the garbage collector.
+        self.is_closed = defer.succeed(None)
 
     def onClose(self, wasClean, code, reason):
-        if self.session is not None:
-            self.session.clientConnectionLost()
+        session, self.session = self.session, None
+        if session is not None:
+            session.clientConnectionLost()
 
     # The session's view of its client.
     def write(self, data):
@@ -404,7 +414,14 @@ class AMQPEndpointResource(resource.Resource):
 
     def render(self, request):
         if (request.getHeader(b"upgrade") or b"").lower() == b"websocket":
-            return self._ws.render(request)
+            result = self._ws.render(request)
+            if result is server.NOT_DONE_YET and request in request.channel.requests:
+                # The WebSocket protocol took the channel's transport: this
+                # request never finishes, and the channel, which will never
+                # see its connection end, need not keep it (the two would
+                # wait for the garbage collector in a reference cycle).
+                request.channel.requests.remove(request)
+            return result
         request.setResponseCode(426)
         request.setHeader(b"Upgrade", b"websocket")
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
