@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import resource as rlimit
+import signal
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
@@ -26,6 +27,7 @@ from kaazing_promo.errors import ConfigError
 from kaazing_promo.interfaces import ITokenPromoter
 from kaazing_promo.ops.admin import buildAdminService
 from kaazing_promo.ops.audit import AuditJSONService
+from kaazing_promo.ops.memory import MemoryReclaimer
 from kaazing_promo.ops.reload import ReloadService
 from kaazing_promo.promotion import makePromoter
 from kaazing_promo.secrets import SecretStore
@@ -202,8 +204,21 @@ class GatewayService(service.MultiService):
         # Reloads on SIGHUP or a changed users.cnf, in every process.
         self.reloader = ReloadService(self, apigwDir)
         self.reloader.setServiceParent(self)
+        # Memory back to the system once a busy spell is over, in every process.
+        self.memory = MemoryReclaimer(self.connectionCounts, reactor)
+        self.memory.setServiceParent(self)
 
     _probing = defer.succeed(None)
+
+    def connectionCounts(self):
+        """
+        @return: C{(open now, most open at once since the last call)} of
+            this process's client connections, all listeners together (the
+            peaks of the listeners added up).
+        """
+        contexts = self.contexts.values()
+        return (sum(len(context.sessions) for context in contexts),
+                sum(context.takePeak() for context in contexts))
 
     def privilegedStartService(self):
         try:
@@ -266,6 +281,29 @@ class GatewayService(service.MultiService):
                      endpoints=", ".join(self.brokerConnector.descriptions))
 
 
+class StopOnSigterm(service.Service):
+    """
+    SIGTERM (C{systemctl stop}, C{podman stop}) is how the gateway is meant
+    to stop: the reactor stops, which runs L{GatewayService.stopService}
+    (Close 320 to every client, then the drain), and twistd exits 0.
+    twistd's own handler stops the same way but then re-raises the signal,
+    so that a drained, clean stop would end as "killed by SIGTERM" (143).
+    SIGINT keeps twistd's handler: a Ctrl-C at a terminal still says so.
+    """
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+
+    def startService(self):
+        service.Service.startService(self)
+        # After startup, once twistd's reactor has installed its handlers.
+        self._reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._received)
+
+    def _received(self, number, frame):
+        log.info("SIGTERM: stopping; clients get 320 CONNECTION_FORCED")
+        self._reactor.callFromThread(self._reactor.stop)
+
+
 def makeService(options):
     """
     @return: the L{GatewayService}; a configuration error exits with one line.
@@ -276,6 +314,7 @@ def makeService(options):
         gateway = GatewayService(config, reactor, apigwDir=options["apigw-dir"])
         if options["audit-json"]:
             AuditJSONService(options["audit-json"]).setServiceParent(gateway)
+        StopOnSigterm(reactor).setServiceParent(gateway)
         return gateway
     except ConfigError as e:
         raise SystemExit(f"kaazing-promo: {e}")
