@@ -1,5 +1,6 @@
 """
-Issue 7: hostile HTTP on the upgrade, and secrets that never reach a log.
+Issue 7: hostile HTTP on the upgrade, secrets that never reach a log, and
+the broker closing, stopping and coming back.
 """
 
 import base64
@@ -9,9 +10,12 @@ import random
 import treq
 from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
 
-from tests.support import basicHeader, closeClient, connectTCP, connectWebSocket, roundTrip, uniqueName
-from tests.support import rabbitmqctl
+from tests.rabbitnode import DedicatedNodeMixin
+from tests.support import (
+    GatewayTestMixin, basicHeader, closeClient, connectTCP, connectWebSocket, gatewayConfig, rabbitmqctl, roundTrip,
+    uniqueName)
 from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, rawRequest, upgradeRequest
 
 ALLOWED = (b" 400 ", b" 401 ", b" 403 ", b" 426 ", b" 431 ")
@@ -188,3 +192,60 @@ class BrokerFaultTests(PromotionTestCase):
             received = yield roundTrip(again, [b"still here"])
             self.assertEqual(received, [b"still here"])
             yield closeClient(again)
+
+
+class BrokerRestartTests(DedicatedNodeMixin, GatewayTestMixin, unittest.TestCase):
+    """
+    Issue 7, faults: the broker closing every connection, going away and
+    coming back (a dedicated node, stopped and started again).  The gateway
+    keeps running; clients get clean closes; once the broker is back new
+    connections succeed without a gateway restart.
+    """
+
+    timeout = 180
+    nodeOptions = {"authBackends": ("internal",), "plugins": ()}
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = yield self.startNode()
+        # The node's default user: guest, allowed from loopback.
+        yield self.startGateway(gatewayConfig(self.mktemp(), broker={"endpoint": self.node.brokerEndpoint}))
+
+    @defer.inlineCallbacks
+    def bothClients(self):
+        clients = [(yield connectTCP(self.ports["amqp"])), (yield connectWebSocket(self.ports["web"]))]
+        for client in clients:
+            received = yield roundTrip(client, [b"before"])
+            self.assertEqual(received, [b"before"])
+        return clients
+
+    @defer.inlineCallbacks
+    def test_closeAllRestartAndBack(self):
+        clients = yield self.bothClients()
+        # rabbitmqctl close_all_connections: the broker's Close reaches each client.
+        yield self.node.ctl("close_all_connections", "maintenance window")
+        for client in clients:
+            close = yield client.delegate.serverClosed
+            self.assertEqual(close.reply_code, 320)
+            self.assertIn("maintenance window", close.reply_text)
+        yield self.bothClients()
+
+        # The broker stops: its shutdown Close reaches the clients.
+        clients = yield self.bothClients()
+        yield self.node.stop()
+        for client in clients:
+            close = yield client.delegate.serverClosed
+            self.assertEqual(close.reply_code, 320)
+        # While it is down: WebSocket close 1011, AMQP Close 320.
+        factories = []
+        yield self.assertFailure(connectWebSocket(self.ports["web"], factories=factories), Exception)
+        self.assertEqual((yield factories[0].closed), 1011)
+        error = yield self.assertFailure(connectTCP(self.ports["amqp"]), Exception)
+        self.assertIn("320", str(error))
+
+        # Back on the same port: the same gateway serves again.
+        yield self.node.start()
+        clients = yield self.bothClients()
+        self.assertEqual(sum(len(c.sessions) for c in self.gateway.contexts.values()), 2)
+        for client in clients:
+            yield closeClient(client)
