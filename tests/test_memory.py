@@ -17,6 +17,7 @@ from kaazing_promo.auth.userscnf import UserEntry
 from kaazing_promo.ops.memory import INTERVAL, MALLOC_TRIM, MINIMUM_PEAK, MemoryReclaimer, residentBytes
 
 from tests.authfixtures import testHash, writeUsersCnf
+from tests.test_promotion_broker import rawRequest, upgradeRequest
 from tests.support import (
     ConnectionRefusedWS, IntegrationTestCase, basicHeader, closeClient, connectTCP, connectWebSocket, gatewayConfig, roundTrip)
 
@@ -119,6 +120,32 @@ class ClosedConnectionsAreFreedTests(IntegrationTestCase):
                 connectTCP(self.ports["amqp"], "alice", "wrong", clients=clients), Exception)
             self.assertIn("403", str(error))
             clients[0].transport.loseConnection()
+        yield self.idle()
+        counts, found = _gatewayGarbage()
+        self.assertEqual(counts, collections.Counter())
+
+
+    @defer.inlineCallbacks
+    def test_hostileClientsLeaveNoCycle(self):
+        """
+        Hostile and broken clients, refused at every stage of either
+        listener, leave nothing of the gateway's for the collector either.
+        """
+        amqp, web = self.ports["amqp"], self.ports["web"]
+        header = b"AMQP\x00\x00\x09\x01"
+        # Connection.Close's class and method, then the reply code: a frame
+        # too big (501), a heartbeat on channel 5 before the handshake (505).
+        closeMethod = b"\x00\x0a\x00\x32"
+        for port, request, expected in [
+                (amqp, b"GET / HTTP/1.1\r\n\r\n", header),                  # not AMQP: our header back
+                (amqp, header + b"\x01\x00\x00\xff\xff\xff\xff" + b"x" * 64, closeMethod + (501).to_bytes(2, "big")),
+                (amqp, header + b"\x08\x00\x05\x00\x00\x00\x00\xce", closeMethod + (505).to_bytes(2, "big")),
+                (web, b"BREW /pot HTCPCP/1.0\r\n\r\n", b" 400 "),
+                (web, upgradeRequest(b"Authorization: Basic !!!\r\n"), b" 401 "),
+                (web, upgradeRequest(b"Authorization: Basic " + b"A" * 70000 + b"\r\n"), b" 431 "),
+                (web, b"GET /amqp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b" 426 ")]:
+            response = yield rawRequest(port, request)
+            self.assertIn(expected, response, request[:40])
         yield self.idle()
         counts, found = _gatewayGarbage()
         self.assertEqual(counts, collections.Counter())
