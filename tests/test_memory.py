@@ -17,9 +17,10 @@ from kaazing_promo.auth.userscnf import UserEntry
 from kaazing_promo.ops.memory import INTERVAL, MALLOC_TRIM, MINIMUM_PEAK, MemoryReclaimer, residentBytes
 
 from tests.authfixtures import testHash, writeUsersCnf
-from tests.test_promotion_broker import rawRequest, upgradeRequest
 from tests.support import (
-    ConnectionRefusedWS, IntegrationTestCase, basicHeader, closeClient, connectTCP, connectWebSocket, gatewayConfig, roundTrip)
+    ConnectionRefusedWS, IntegrationTestCase, basicHeader, closeClient, connectTCP, connectWebSocket, gatewayConfig,
+    roundTrip)
+from tests.test_promotion_broker import rawRequest, upgradeRequest
 
 
 def _gatewayGarbage():
