@@ -123,11 +123,12 @@ class MetricsTests(SynchronousTestCase):
 
     def test_X4_namesAndZeroSeries(self):
         """
-        X4: every metric is named kaazing_promo_*, and the per-listener
-        series exist at zero before anything happened.
+        X4: every metric is named kaazing_promo_* (but prometheus_client's
+        standard process_* ones), and the per-listener series exist at zero
+        before anything happened.
         """
         found = samples(self.metrics.render())
-        self.assertTrue(all(name.startswith("kaazing_promo_") for name, _ in found))
+        self.assertEqual([name for name, _ in found if not name.startswith(("kaazing_promo_", "process_"))], [])
         self.assertEqual(value(self.metrics, "kaazing_promo_connections_total",
                                listener="web", outcome="ok"), 0)
         self.assertEqual(value(self.metrics, "kaazing_promo_logins_total", listener="amqp",
@@ -190,6 +191,17 @@ class MetricsTests(SynchronousTestCase):
         self.assertAlmostEqual(value(self.metrics, "kaazing_promo_handshake_seconds_sum", listener="amqp"), 3.2)
         self.assertEqual(value(self.metrics, "kaazing_promo_handshake_seconds_bucket",
                                listener="amqp", le="0.25"), 1)
+
+    def test_X4_processMemoryAndDescriptors(self):
+        """
+        X4: the process's resident memory and open descriptors, as
+        prometheus_client's process collector reads them from /proc.
+        """
+        with open("/proc/self/statm") as statm:
+            resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        self.assertLess(abs(value(self.metrics, "process_resident_memory_bytes") - resident), 8 << 20)
+        # Both count the descriptor that lists /proc/self/fd.
+        self.assertEqual(value(self.metrics, "process_open_fds"), len(os.listdir("/proc/self/fd")))
 
     def test_X4_openAndPausedFromLiveSessions(self):
         """

@@ -13,7 +13,7 @@ metrics; what the audit events cannot tell comes from three places:
     privacy).
 """
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from twisted.application import service
@@ -142,6 +142,9 @@ class GatewayMetrics:
             PREFIX + "users_cnf_reloads", "users.cnf reloads: ok, or error (the old users stay).",
             ["result"], registry=registry)
         registry.register(_LiveCollector(self))
+        # process_resident_memory_bytes, process_open_fds, CPU: what a soak
+        # watches, for the operator (from /proc; nothing where there is none).
+        ProcessCollector(registry=registry)
         # Every series a dashboard expects exists from the start, at zero.
         for name, context in contexts.items():
             for outcome in OUTCOMES:
