@@ -291,6 +291,8 @@ class StopOnSigterm(service.Service):
     SIGINT keeps twistd's handler: a Ctrl-C at a terminal still says so.
     """
 
+    _stopping = False
+
     def __init__(self, reactor):
         self._reactor = reactor
 
@@ -300,6 +302,10 @@ class StopOnSigterm(service.Service):
         self._reactor.callWhenRunning(signal.signal, signal.SIGTERM, self._received)
 
     def _received(self, number, frame):
+        if self._stopping:
+            log.info("SIGTERM again: already stopping (draining for at most drain_timeout)")
+            return
+        self._stopping = True
         log.info("SIGTERM: stopping; clients get 320 CONNECTION_FORCED")
         self._reactor.callFromThread(self._reactor.stop)
 

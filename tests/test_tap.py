@@ -4,6 +4,7 @@ with one clear line on a bad configuration.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -146,3 +147,34 @@ class SecretsAtStartTests(SynchronousTestCase):
                                       'auth = "none"\n[promotion]\nuser = "webuser"\n[promotion.secrets]\nguest = "guest"\n')
         self.assertIn("no broker secret for 'webuser'", error)
         self.assertNotIn("guest\"", error)
+
+
+class StopOnSigtermTests(SynchronousTestCase):
+    """
+    The SIGTERM handler the twistd plugin installs: the reactor stops once,
+    however many SIGTERMs arrive while it drains.
+    """
+
+    def test_stopsOnce(self):
+        from kaazing_promo.tap import StopOnSigterm
+
+        class Reactor:
+            stops = 0
+
+            def callWhenRunning(self, f, *args):
+                self.installed = (f, args)
+
+            def callFromThread(self, f):
+                f()
+
+            def stop(self):
+                self.stops += 1
+
+        reactor = Reactor()
+        stopper = StopOnSigterm(reactor)
+        stopper.startService()
+        f, (number, handler) = reactor.installed
+        self.assertEqual((f, number), (signal.signal, signal.SIGTERM))
+        handler(signal.SIGTERM, None)
+        handler(signal.SIGTERM, None)
+        self.assertEqual(reactor.stops, 1)
