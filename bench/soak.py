@@ -178,17 +178,23 @@ class Soak:
                 out["logins"][key] = out["logins"].get(key, 0) + int(value)
         return out
 
+    def gatewayLogLines(self):
+        """
+        @return: every line the gateway logged so far, oldest first: twistd
+            rotates its log file every 1,000,000 bytes, so all of them.
+        """
+        lines = []
+        for path in sorted(glob.glob(os.path.join(self.base, "gateway.twistd.log*")),
+                           key=lambda p: -int(p.rsplit(".", 1)[1]) if p[-1].isdigit() else 0):
+            with open(path, "rb") as f:
+                lines += f.read().decode("utf-8", "replace").splitlines()
+        return lines
+
     def reclaimLines(self):
         """
-        @return: the gateway's "memory reclaimed" log lines so far, over
-            twistd's rotated log files too.
+        @return: the gateway's "memory reclaimed" log lines so far.
         """
-        found = []
-        for path in glob.glob(os.path.join(self.base, "gateway.twistd.log*")):
-            with open(path, "rb") as f:
-                found += [line for line in f.read().decode("utf-8", "replace").splitlines()
-                          if "memory reclaimed" in line]
-        return sorted(found)
+        return [line for line in self.gatewayLogLines() if "memory reclaimed" in line]
 
     def waitReclaim(self, timeout):
         """
@@ -325,7 +331,7 @@ class Soak:
         idle = self.waitIdle(60)
         if idle is None:
             raise RuntimeError("the gateway did not become idle after the warm-up")
-        results["start_reclaim"] = self.waitReclaim(self.o.reclaim_wait)
+        results["start_reclaim"] = self.waitReclaim(o.reclaim_wait)
         time.sleep(1.0)
         start = self.reading()
         results["start"] = {"rssBytes": start["rss"], "fds": start["fds"], "metrics": self.metrics(),
@@ -691,12 +697,7 @@ def main(argv):
             if not soak.gateway.alive():
                 results["notes"].append(f"the gateway exited during the soak: {soak.gateway.tail(5)}")
             results["gateway_log_tail"] = soak.gateway.tail(15)
-            # twistd rotates its log file every 1,000,000 bytes: read them all.
-            lines = []
-            for path in sorted(glob.glob(os.path.join(base, "gateway.twistd.log*")),
-                               key=lambda p: -int(p.rsplit(".", 1)[1]) if p[-1].isdigit() else 0):
-                with open(path, "rb") as f:
-                    lines += f.read().decode("utf-8", "replace").splitlines()
+            lines = soak.gatewayLogLines()
             bad = [ln for ln in lines if "Traceback" in ln or "#critical" in ln or "#error" in ln
                    or "Unhandled" in ln]
             results["gateway_log"] = {"lines": len(lines), "errors": len(bad), "first_errors": bad[:10]}
