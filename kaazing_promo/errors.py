@@ -23,3 +23,20 @@ class PromotionRefused(Exception):
         Exception.__init__(self, reason)
         self.reason = reason
         self.replyCode = replyCode
+
+
+class LoginDenied(Exception):
+    """
+    A login the gateway refuses.
+
+    @ivar outcome: the audit outcome (C{bad-credentials}, C{unauthorized},
+        C{realm-error}, C{rate-limited}, C{closed}).
+    @ivar reason: the operator-facing reason; clients see only a generic message.
+    @ivar retryAfter: seconds a rate-limited client should wait, or L{None}.
+    """
+
+    def __init__(self, outcome, reason, retryAfter=None):
+        Exception.__init__(self, outcome)
+        self.outcome = outcome
+        self.reason = reason
+        self.retryAfter = retryAfter

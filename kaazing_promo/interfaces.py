@@ -8,6 +8,7 @@ identity the broker sees.  Transports talk only to the portal and to an
 L{IIdentityPromoter}: nothing else knows which realm or mode is in use.
 """
 
+import attr
 from zope.interface import Attribute, Interface
 
 
@@ -137,3 +138,86 @@ class ITokenPromoter(IIdentityPromoter):
     """
 
     tokenBook = Attribute("The L{ITokenBook} it mints from.")
+
+
+def _alwaysThere():
+    return True
+
+
+@attr.s(frozen=True, slots=True, repr=False)
+class LoginAttempt:
+    """
+    What a listener knows of one client asking to log in.
+
+    @ivar listener: the listener's L{kaazing_promo.config.Listener} settings.
+    @ivar host: the client's host (behind C{haproxy:}, the PROXY protocol's),
+        what the limits count.
+    @ivar source: C{host:port}, for the audit trail.
+    @ivar username: L{str}, or L{None} when the client sent no usable credentials.
+    @ivar password: L{str} or L{bytes}; never logged, never in C{repr}.
+    @ivar stillThere: a callable telling whether the client is still
+        connected and waiting: work for a client that has gone is dropped.
+    @ivar unusable: why the credentials could not be read, when C{username}
+        is L{None} (for the audit trail).
+    """
+
+    listener = attr.ib()
+    host = attr.ib()
+    source = attr.ib()
+    username = attr.ib(default=None)
+    password = attr.ib(default=None)
+    stillThere = attr.ib(default=_alwaysThere)
+    unusable = attr.ib(default="no credentials")
+
+    def __repr__(self):
+        return f"<LoginAttempt {self.username!r} from {self.source} on {self.listener.name}>"
+
+
+class IAuthenticator(Interface):
+    """
+    The one way every listener and endpoint logs a person in (the AMQP
+    listener's Start-Ok and update-secret, the WebSocket upgrade, the ticket
+    and whoami endpoints).  The failed-login limits, the fair queue of
+    password checks, the listener's authorization rules and the audit trail
+    of login decisions live behind it, once.
+    """
+
+    anonymous = Attribute("The L{IGatewayUser} of C{auth = \"none\"} listeners.")
+    ticketTTL = Attribute("Seconds a ticket lives (L{float}).")
+
+    def authenticate(attempt, audit=True):
+        """
+        @param attempt: a L{LoginAttempt}.
+        @param audit: whether a success is a login decision for the audit
+            trail (a refusal always is).
+        @return: a L{Deferred} firing with the L{IGatewayUser}, or failing
+            with L{kaazing_promo.errors.LoginDenied}.
+        """
+
+    def issueTicket(avatar, listener, source, credentials=None):
+        """
+        @return: a single-use ticket (L{str}) for C{avatar} to open one
+            WebSocket on C{listener} from the host of C{source}.
+        """
+
+    def redeemTicket(ticket, listener, source):
+        """
+        Spend a ticket, checking again that its user may still log in on
+        C{listener}.
+
+        @return: a L{Deferred} firing with C{(avatar, credentials)}, or
+            failing with L{kaazing_promo.errors.LoginDenied}.
+        """
+
+
+class IUserStatus(Interface):
+    """
+    What a realm says of a user it vouched for earlier (a ticket's).
+    """
+
+    def current(avatar):
+        """
+        @param avatar: an L{IGatewayUser} this realm vouched for.
+        @return: the user as the realm knows them now (groups may have
+            changed), or L{None} if they may no longer log in.
+        """

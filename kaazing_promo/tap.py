@@ -19,7 +19,8 @@ from twisted.python import usage
 
 from kaazing_promo.amqp.broker import BrokerConnector, BrokerStartCache
 from kaazing_promo.auth.avatar import GatewayRealm
-from kaazing_promo.auth.gate import FailedLoginLimiter, LoginGate
+from kaazing_promo.auth.authenticator import Authenticator
+from kaazing_promo.auth.tickets import TicketBook
 from kaazing_promo.auth.lifetime import SessionLifetime
 from kaazing_promo.brokerauth import buildBrokerAuthService
 from kaazing_promo.config import defaultConfigPath, loadConfig
@@ -67,11 +68,12 @@ class Options(usage.Options):
 
 def buildPortal(config, reactor):
     """
-    @return: the L{Portal} for C{config.user_auth}, or L{None} when it is "off".
+    @return: C{(portal, checker)} for C{config.user_auth}, or C{(None, None)}
+        when it is "off".
     @raise ConfigError: the realm cannot be set up.
     """
     if config.user_auth == "off":
-        return None
+        return None, None
     if config.user_auth == "internal":
         from kaazing_promo.auth.internal import InternalChecker, locateUsersCnf
         path = locateUsersCnf(config.instanceDir, config.apigw_dir, config.internal.users_cnf)
@@ -85,9 +87,7 @@ def buildPortal(config, reactor):
             url=delegated.url, domain=delegated.domain, includeGroups=config.groupsRequired,
             timeout=delegated.timeout, httpClient=makeHTTPClient(reactor, caFile=delegated.ca_file),
             clock=reactor, maxConcurrent=delegated.max_concurrent, cacheSize=delegated.cache_size)
-    portal = Portal(GatewayRealm(), [checker])
-    portal.checker = checker
-    return portal
+    return Portal(GatewayRealm(), [checker]), checker
 
 
 def raiseOpenFilesLimit():
@@ -145,24 +145,23 @@ class GatewayService(service.MultiService):
             raise ConfigError(
                 f"{config.path}: [promotion]: no broker secret for {', '.join(map(repr, missing))} in "
                 f"{self.secrets.source or 'any source'}; add {missing[0]} = \"<password>\" to the secrets")
-        self.portal = buildPortal(config, reactor)
+        self.portal, self.checker = buildPortal(config, reactor)
         self.brokerConnector = BrokerConnector(
             reactor, (config.broker.endpoint,) + tuple(config.broker.fallback_endpoints))
         self.startCache = BrokerStartCache()
         self.lifetime = None
         if config.user_auth == "delegated":
-            self.lifetime = SessionLifetime(config.delegated.on_expiry, self.portal.checker, reactor)
+            self.lifetime = SessionLifetime(config.delegated.on_expiry, self.checker, reactor)
         self.contexts = {}
-        limiter = FailedLoginLimiter(reactor)
+        self.authenticator = Authenticator(
+            self.portal, self.checker, self.promoter, TicketBook(reactor, self.ticketKey), reactor,
+            slots=getattr(self.checker, "concurrency", 1))
         for listener in config.listeners:
-            gate = None
-            if listener.auth == "required":
-                gate = LoginGate(self.portal, listener, self.promoter, limiter)
             context = ListenerContext(listener, self.promoter, self.brokerConnector, self.startCache,
-                                      reactor, gate, self.lifetime)
+                                      reactor, self.authenticator, self.lifetime)
             self.contexts[listener.name] = context
             if listener.protocol == "websocket":
-                factory = buildSite(context, self.ticketKey)
+                factory = buildSite(context)
             else:
                 factory = AMQPListenerFactory(context)
             if self.isWorker:

@@ -19,9 +19,9 @@ from kaazing_promo.amqp.codec import (
 from kaazing_promo.amqp.frames import ChannelZeroScanner, FrameReader
 from kaazing_promo.amqp.session import State
 from kaazing_promo.auth.avatar import GatewayUser
-from kaazing_promo.auth.gate import LoginDenied
+from kaazing_promo.errors import LoginDenied
 from tests.test_session import (
-    OPEN, OPEN_OK, TUNE, TUNE_OK, FakeGate, SessionTestsMixin, methods, start, startOk)
+    OPEN, OPEN_OK, TUNE, TUNE_OK, FakeAuthenticator, SessionTestsMixin, methods, start, startOk)
 
 FUZZ = settings(max_examples=150, derandomize=True, deadline=None)
 PROTOCOL_CODES = {403, 501, 502, 503, 504, 505, 530, 540}
@@ -112,7 +112,7 @@ class FuzzedSessionTests(SessionTestsMixin, SynchronousTestCase):
         """
         self.setUp()
         self.makeSession(avatar=None, ownStart=True,
-                         gate=FakeGate(lambda: defer.fail(LoginDenied("bad-credentials", "no"))))
+                         authenticator=FakeAuthenticator(lambda: defer.fail(LoginDenied("bad-credentials", "no"))))
         self.clientSays(PROTOCOL_HEADER)
         self.clientHeard()
         for chunk in data:

@@ -100,19 +100,27 @@ class ListenerLimitTests(SynchronousTestCase):
         return ListenerContext(listener, None, None, None, task.Clock(), None)
 
     def test_X5_maxConnectionsPerSource(self):
+        """
+        X5: places are taken per host at accept (the port does not matter)
+        and given back when the connection ends.
+        """
         context = self.makeContext(max_connections_per_source=2)
-        context.makeSession("10.0.0.1:1")
-        context.makeSession("10.0.0.1:2")
-        self.assertFalse(context.admits("10.0.0.1:3"))
-        self.assertTrue(context.admits("10.0.0.2:1"))
+        first = context.admit("10.0.0.1:1")
+        context.admit("10.0.0.1:2")
+        self.assertIsNone(context.admit("10.0.0.1:3"))
+        self.assertIsNotNone(context.admit("10.0.0.2:1"))
+        first.release()
+        first.release()
+        self.assertIsNotNone(context.admit("10.0.0.1:4"))
+        self.assertIsNone(context.admit("10.0.0.1:5"))
 
     def test_X5_maxConnections(self):
         context = self.makeContext(max_connections=1)
-        self.assertTrue(context.admits("10.0.0.1:1"))
-        session = context.makeSession("10.0.0.1:1")
-        self.assertFalse(context.admits("10.0.0.2:1"))
-        context._finished(session)
-        self.assertTrue(context.admits("10.0.0.2:1"))
+        admission = context.admit("10.0.0.1:1")
+        self.assertIsNotNone(admission)
+        self.assertIsNone(context.admit("10.0.0.2:1"))
+        admission.release()
+        self.assertIsNotNone(context.admit("10.0.0.2:1"))
 
     def test_drainWaitsForSessions(self):
         """
@@ -129,40 +137,3 @@ class ListenerLimitTests(SynchronousTestCase):
         for session in sessions:
             context._finished(session)
         self.successResultOf(d)
-
-
-class FailedLoginLimiterTests(SynchronousTestCase):
-
-    def test_X5_slidingWindow(self):
-        """
-        X5: past the limit within a minute → a retry hint; the window slides.
-        """
-        from kaazing_promo.auth.gate import FailedLoginLimiter
-        clock = task.Clock()
-        limiter = FailedLoginLimiter(clock)
-        keys = (("source", "10.0.0.1"), ("user", "joe"))
-        for _ in range(3):
-            self.assertIsNone(limiter.retryAfter(3, *keys))
-            limiter.failed(*keys)
-            clock.advance(10)
-        self.assertEqual(limiter.retryAfter(3, *keys), 30)
-        self.assertIsNone(limiter.retryAfter(0, *keys))
-        self.assertEqual(limiter.retryAfter(3, ("user", "joe")), 30)
-        self.assertIsNone(limiter.retryAfter(3, ("user", "alice")))
-        clock.advance(31)
-        self.assertIsNone(limiter.retryAfter(3, *keys))
-
-    def test_X5_forgottenKeysSwept(self):
-        """
-        Failures of keys nobody asks about again do not pile up forever.
-        """
-        from kaazing_promo.auth.gate import FailedLoginLimiter
-        clock = task.Clock()
-        limiter = FailedLoginLimiter(clock)
-        for n in range(3000):
-            limiter.failed(("user", f"sprayed-{n}"))
-            clock.advance(0.1)
-        clock.advance(61)
-        for n in range(1100):
-            limiter.failed(("user", f"later-{n}"))
-        self.assertLessEqual(len(limiter._failures), 2048)

@@ -89,13 +89,13 @@ class FakeSession:
 
 
 class FakeContext:
-    def __init__(self, gate=None, sessions=()):
-        self.gate = gate
+    def __init__(self, requiresLogin=False, sessions=()):
+        self.requiresLogin = requiresLogin
         self.sessions = set(sessions)
 
 
 def makeMetrics(realm="internal"):
-    contexts = {"web": FakeContext(gate=object()), "amqp": FakeContext(gate=object())}
+    contexts = {"web": FakeContext(requiresLogin=True), "amqp": FakeContext(requiresLogin=True)}
     return GatewayMetrics(contexts, realm)
 
 
@@ -365,7 +365,7 @@ def fakeGateway(userAuth="off", checker=None, answers=True, **top):
     document.update(top)
     config = parseConfig(document, "/etc/kp/gateway.toml")
     return SimpleNamespace(config=config, reactor=Clock(), contexts={},
-                           portal=None if checker is None else SimpleNamespace(checker=checker),
+                           checker=checker,
                            brokerConnector=FakeConnector(answers), startCache=object())
 
 
@@ -620,7 +620,7 @@ class ReloadTestMixin:
         self.writeConfig(MAP)
         self.reactor = ThreadlessReactor()
         self.gateway = GatewayService(loadConfig(self.path), self.reactor)
-        checker = self.gateway.portal.checker
+        checker = self.gateway.checker
         checker.log = Logger(observer=lambda event: None)
         # Reloads parse "in the thread pool": here, at once.
         checker._threadpool = SynchronousThreadPool()
@@ -709,7 +709,7 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         result = self.reload()
         self.assertEqual(result["users"], False)
         self.assertEqual(joe.forced, [])
-        self.assertTrue(self.gateway.portal.checker.isActive("joe.smith"))
+        self.assertTrue(self.gateway.checker.isActive("joe.smith"))
 
     def test_S2_anonymousAndUnauthenticatedUntouched(self):
         """

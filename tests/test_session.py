@@ -15,8 +15,8 @@ from kaazing_promo.amqp.frames import FrameReader
 from kaazing_promo.amqp.session import GatewaySession, State
 from kaazing_promo.amqp.broker import BrokerStartCache
 from kaazing_promo.auth.avatar import GatewayUser
-from kaazing_promo.auth.gate import LoginDenied
 from kaazing_promo.config import Listener, Promotion
+from kaazing_promo.errors import LoginDenied
 from kaazing_promo.promotion import ConsolidatedPromoter, MappingPromoter, PassthroughPromoter
 from kaazing_promo.secrets import SecretStore
 
@@ -70,13 +70,19 @@ class FakeBrokerConnector:
         return d
 
 
-class FakeGate:
+class FakeAuthenticator:
+    """
+    An L{IAuthenticator} answering every password login with C{result}.
+    """
+
     def __init__(self, result):
         self.result = result
         self.logins = []
+        self.attempts = []
 
-    def login(self, username, password, source):
-        self.logins.append((username, password, source))
+    def authenticate(self, attempt, audit=True):
+        self.attempts.append(attempt)
+        self.logins.append((attempt.username, attempt.password, attempt.source))
         return self.result() if callable(self.result) else self.result
 
 
@@ -108,10 +114,11 @@ class SessionTestsMixin:
         self.client = FakeClient()
         self.broker = FakeBroker()
 
-    def makeSession(self, avatar=GatewayUser("joe.smith"), gate=None, ownStart=None, promoter=None):
+    def makeSession(self, avatar=GatewayUser("joe.smith"), authenticator=None, ownStart=None, promoter=None):
         session = GatewaySession(
             self.listener, promoter or self.promoter, self.connector, self.clock, BrokerStartCache(),
-            avatar=avatar, ownStart=self.ownStart if ownStart is None else ownStart, gate=gate,
+            avatar=avatar, ownStart=self.ownStart if ownStart is None else ownStart,
+            authenticator=authenticator,
             source="127.0.0.1:4242")
         session.clientConnected(self.client)
         self.session = session
@@ -438,7 +445,7 @@ class AMQPListenerSessionTests(SessionTestsMixin, SynchronousTestCase):
     ownStart = True
 
     def test_ownStart(self):
-        self.makeSession(avatar=None, gate=FakeGate(defer.Deferred()))
+        self.makeSession(avatar=None, authenticator=FakeAuthenticator(defer.Deferred()))
         self.clientSays(PROTOCOL_HEADER)
         [(name, args)] = methods(self.clientHeard())
         self.assertEqual(name, "connection.start")
@@ -450,8 +457,8 @@ class AMQPListenerSessionTests(SessionTestsMixin, SynchronousTestCase):
         X1: the client's own PLAIN credentials are checked first; the broker
         is contacted only after success, and gets the promoted identity.
         """
-        gate = FakeGate(defer.succeed(GatewayUser("joe.smith")))
-        self.makeSession(avatar=None, gate=gate)
+        gate = FakeAuthenticator(defer.succeed(GatewayUser("joe.smith")))
+        self.makeSession(avatar=None, authenticator=gate)
         self.clientSays(PROTOCOL_HEADER)
         self.clientHeard()
         self.clientSays(startOk("joe.smith", "joe-password"))
@@ -465,8 +472,8 @@ class AMQPListenerSessionTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(self.clientHeard(), b"")
 
     def test_X1_amqplainCredentials(self):
-        gate = FakeGate(defer.succeed(GatewayUser("joe.smith")))
-        self.makeSession(avatar=None, gate=gate)
+        gate = FakeAuthenticator(defer.succeed(GatewayUser("joe.smith")))
+        self.makeSession(avatar=None, authenticator=gate)
         self.clientSays(PROTOCOL_HEADER)
         from kaazing_promo.amqp.codec import encodeAMQPlainResponse
         self.clientSays(encodeMethod(0, "connection.start-ok", client_properties={}, mechanism="AMQPLAIN",
@@ -477,8 +484,8 @@ class AMQPListenerSessionTests(SessionTestsMixin, SynchronousTestCase):
         """
         X1: refused credentials → Close 403 ACCESS_REFUSED; no broker connection.
         """
-        gate = FakeGate(defer.fail(LoginDenied("bad-credentials", "wrong password")))
-        self.makeSession(avatar=None, gate=gate)
+        gate = FakeAuthenticator(defer.fail(LoginDenied("bad-credentials", "wrong password")))
+        self.makeSession(avatar=None, authenticator=gate)
         self.clientSays(PROTOCOL_HEADER)
         self.clientHeard()
         self.clientSays(startOk("joe.smith", "bad"))
@@ -488,7 +495,7 @@ class AMQPListenerSessionTests(SessionTestsMixin, SynchronousTestCase):
 
     def test_X1_clientGoneWhileAuthenticating(self):
         result = defer.Deferred()
-        self.makeSession(avatar=None, gate=FakeGate(result))
+        self.makeSession(avatar=None, authenticator=FakeAuthenticator(result))
         self.clientSays(PROTOCOL_HEADER)
         self.clientSays(startOk())
         self.session.clientConnectionLost()
@@ -516,7 +523,7 @@ class AMQPListenerSessionTests(SessionTestsMixin, SynchronousTestCase):
         """
         Broker unreachable: the TCP client gets a Close frame and a close.
         """
-        self.makeSession(avatar=None, gate=FakeGate(defer.succeed(GatewayUser("joe.smith"))))
+        self.makeSession(avatar=None, authenticator=FakeAuthenticator(defer.succeed(GatewayUser("joe.smith"))))
         self.clientSays(PROTOCOL_HEADER)
         self.clientHeard()
         self.clientSays(startOk())

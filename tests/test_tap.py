@@ -107,7 +107,7 @@ class ServiceTests(SynchronousTestCase):
         service = tap.makeService(options)
         self.assertTrue({"amqp", "web"} <= {s.name for s in service})
         self.assertEqual(service.config.user_auth, "internal")
-        self.assertGreater(service.portal.checker.userCount, 0)
+        self.assertGreater(service.checker.userCount, 0)
 
     def test_configErrorExits(self):
         options = tap.Options()

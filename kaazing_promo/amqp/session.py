@@ -28,9 +28,10 @@ from kaazing_promo.amqp.codec import (
     ACCESS_REFUSED, COMMAND_INVALID, CONNECTION_FORCED, FRAME_HEARTBEAT, FRAME_METHOD,
     FRAME_MIN_SIZE, INTERNAL_ERROR, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, AMQPError,
     decodeMethod, encodeMethod)
+from kaazing_promo.amqp.deadline import HandshakeDeadline
 from kaazing_promo.amqp.frames import VALID_HEADERS, ChannelZeroScanner, FrameReader
-from kaazing_promo.auth.gate import LoginDenied
-from kaazing_promo.errors import PromotionRefused
+from kaazing_promo.errors import LoginDenied, PromotionRefused
+from kaazing_promo.interfaces import LoginAttempt
 from kaazing_promo.ops.audit import BROKER_UNREACHABLE, auditConnection, auditOpen
 from kaazing_promo.promotion import AMQPLAIN, PLAIN, chooseMechanism
 
@@ -72,9 +73,10 @@ class GatewaySession:
         own Start and take the client's credentials from its Start-Ok (X1)
         before the broker is contacted; C{False} (WebSocket) relays the
         broker's Start.
-    @param gate: the L{kaazing_promo.auth.gate.LoginGate} that checks Start-Ok
+    @param authenticator: the L{IAuthenticator} that checks Start-Ok
         credentials; L{None} on an C{auth = "none"} listener.
     @param source: the client's address, for the audit log.
+    @param host: the client's host, what the login limits count.
     @param onFinished: called with the session once both sides are closed.
     @param lifetime: the L{kaazing_promo.auth.lifetime.SessionLifetime}
         watching expiring authentications (X3), or L{None}.
@@ -85,7 +87,7 @@ class GatewaySession:
     log = Logger()
 
     def __init__(self, listener, promoter, brokerConnector, clock, startCache,
-                 avatar=None, ownStart=False, gate=None, source="-", onFinished=None,
+                 avatar=None, ownStart=False, authenticator=None, source="-", host=None, onFinished=None,
                  lifetime=None, credentials=None):
         self.listener = listener
         self.promoter = promoter
@@ -93,8 +95,9 @@ class GatewaySession:
         self.clock = clock
         self.startCache = startCache
         self.avatar = avatar
-        self.gate = gate
+        self.authenticator = authenticator
         self.source = source
+        self.host = host if host is not None else source.rsplit(":", 1)[0]
         self.maxFrameSize = listener.max_frame_size
         self._onFinished = onFinished
         self.lifetime = lifetime
@@ -115,18 +118,24 @@ class GatewaySession:
         self._queued = []
         self._scanner = None
         self._timers = []
+        self._deadline = None
         self._started = None
 
     # -- the client side ---------------------------------------------------
 
-    def clientConnected(self, client):
+    def clientConnected(self, client, deadline=None):
         """
         @param client: an object with C{write(bytes)}, C{close(failed)} and
             C{producer}/C{consumer} (the transport, for backpressure).
+        @param deadline: the connection's L{HandshakeDeadline}, started when
+            it was accepted; a new one when not given.
         """
         self.client = client
         self._started = self.clock.seconds()
-        self._timers.append(self.clock.callLater(self.listener.handshake_timeout, self._handshakeTimedOut))
+        if deadline is None:
+            deadline = HandshakeDeadline(self.clock, self.listener.handshake_timeout, None)
+        self._deadline = deadline
+        deadline.handOver(self._handshakeTimedOut)
 
     def clientDataReceived(self, data):
         if self.state is State.PASSTHROUGH:
@@ -241,20 +250,28 @@ class GatewaySession:
         self._clientStartOk = (method, raw)
         if self.relayStart:
             return self._sendStartOk()
-        if self.gate is None:
+        if self.authenticator is None:
             self.state = State.CONNECTING
             return self._connectBroker()
         try:
             username, password = codec.decodeSASLResponse(mechanism, method.args["response"])
         except AMQPError:
-            return self._refuseLogin(LoginDenied("bad-credentials", "malformed SASL response"), mechanism)
+            username = password = None
         self.state = State.AUTHENTICATING
-        if self.lifetime is not None and self.lifetime.keepsCredentials:
+        if username is not None and self.lifetime is not None and self.lifetime.keepsCredentials:
             self.credentials = (username, password)
-        d = defer.maybeDeferred(self.gate.login, username, password, self.source)
+        attempt = LoginAttempt(self.listener, self.host, self.source, username, password,
+                               self._authenticating, "malformed SASL response")
+        d = defer.maybeDeferred(self.authenticator.authenticate, attempt)
         d.addCallbacks(self._loggedIn, self._loginFailed, errbackArgs=(mechanism,))
         # Anything but a LoginDenied is a bug: log it and drop the client.
         d.addErrback(self._internalError)
+
+    def _authenticating(self):
+        """
+        Whether the client still waits for its login (its check may be dropped otherwise).
+        """
+        return self.state is State.AUTHENTICATING
 
     def _loggedIn(self, avatar):
         if self.state is not State.AUTHENTICATING:
@@ -458,6 +475,7 @@ class GatewaySession:
         self.state = State.PASSTHROUGH
         self.outcome, self.reason = "ok", ""
         self._cancelTimers()
+        self._deadline.met()
         auditOpen(self.listener.name, self.source, getattr(self.avatar, "user", None), self.brokerUser,
                   self.vhost, self.clock.seconds() - self._started)
         if self.lifetime is not None:
@@ -582,6 +600,8 @@ class GatewaySession:
             return
         self.state = State.CLOSED
         self._cancelTimers()
+        if self._deadline is not None:
+            self._deadline.met()
         if self.broker is not None and self.broker.transport is not None:
             self.broker.transport.loseConnection()
         self.broker = None

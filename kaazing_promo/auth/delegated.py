@@ -55,6 +55,7 @@ from zope.interface import implementer
 
 from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.interfaces import IUserStatus
 from kaazing_promo.secrets import Secret
 
 AUTHENTICATE_PATH = "/rest/apigateway/authenticate"
@@ -251,7 +252,7 @@ def _checkURL(url):
     return url.rstrip("/")
 
 
-@implementer(ICredentialsChecker)
+@implementer(ICredentialsChecker, IUserStatus)
 class DelegatedChecker:
     """
     Checks user names and passwords against an API Gateway's
@@ -311,6 +312,8 @@ class DelegatedChecker:
         self._includeGroups = bool(includeGroups)
         self._timeout = float(timeout)
         self._semaphore = defer.DeferredSemaphore(maxConcurrent)
+        #: Requests it runs at once: the login queue's slots.
+        self.concurrency = maxConcurrent
         self._maxPending = maxConcurrent * PENDING_FACTOR
         self._cache = _ExpiringLRU(cacheSize)
         self._cacheKey = os.urandom(32)
@@ -318,6 +321,15 @@ class DelegatedChecker:
 
     def __repr__(self):
         return f"<DelegatedChecker {self.url}>"
+
+    def current(self, avatar):
+        """
+        L{IUserStatus}: the API Gateway is asked only with a password, so a
+        user it vouched for stays valid until the C{expires} it granted.
+        """
+        if avatar.expires is not None and avatar.expires <= self._clock.seconds():
+            return None
+        return avatar
 
     def requestAvatarId(self, credentials):
         """

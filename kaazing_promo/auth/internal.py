@@ -31,6 +31,7 @@ from kaazing_promo.auth import passhash
 from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.auth.userscnf import UsersCnfError, parseUsersCnf, parseUsersCnfStream
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.interfaces import IUserStatus
 
 #: What every refused client is told, whatever the reason.
 REFUSED = "invalid user name or password"
@@ -116,7 +117,7 @@ class _Loaded:
         self.signature = signature
 
 
-@implementer(ICredentialsChecker)
+@implementer(ICredentialsChecker, IUserStatus)
 class InternalChecker:
     """
     Checks user names and passwords against a users.cnf (U2).
@@ -295,9 +296,13 @@ class InternalChecker:
 
     # Checking
 
+    #: Passwords verified at once (the login queue's slots): one per core,
+    #: C{hashlib.pbkdf2_hmac} releases the GIL.
+    concurrency = os.cpu_count() or 2
+
     def _pool(self):
         if self._threadpool is None:
-            pool = ThreadPool(minthreads=0, maxthreads=os.cpu_count() or 2,
+            pool = ThreadPool(minthreads=0, maxthreads=self.concurrency,
                               name="kaazing-promo-internal")
             pool.start()
             self._reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
@@ -316,6 +321,16 @@ class InternalChecker:
 
     def _avatar(self, entry):
         return GatewayUser(entry.name, entry.groups, realm="internal")
+
+    def current(self, avatar):
+        """
+        L{IUserStatus}: the user as the users loaded now say (groups
+        included), or L{None} when removed, disabled or without a usable hash.
+        """
+        entry = self._entry(avatar.user)
+        if _refusal(entry) is not None:
+            return None
+        return self._avatar(entry)
 
     def requestAvatarId(self, credentials):
         """

@@ -1,11 +1,12 @@
 """
 Single-use tickets for browsers, which cannot set headers on a WebSocket.
 
-A ticket is the authenticated avatar, the client's host and an expiry,
-signed with HMAC-SHA256 under a key the gateway's worker processes share, so
-that any worker can redeem what another issued.  Each process remembers the
-tickets it redeemed until they expire: a ticket works once per process, and
-only from the address it was issued to, for L{TICKET_TTL} seconds.
+A ticket is the authenticated avatar, the client's host, the listener that
+issued it (name and path) and an expiry, signed with HMAC-SHA256 under a key
+the gateway's worker processes share, so that any worker can redeem what
+another issued.  Each process remembers the tickets it redeemed until they
+expire: a ticket works once per process, only from the host it was issued
+to and only on the listener that issued it, for L{TICKET_TTL} seconds.
 """
 
 import base64
@@ -17,7 +18,6 @@ import os
 import secrets
 
 from kaazing_promo.auth.avatar import GatewayUser
-from kaazing_promo.transport.address import hostOf
 
 TICKET_TTL = 30.0
 
@@ -45,25 +45,29 @@ class TicketBook:
         # Revalidation credentials stay in the issuing process, never in a ticket.
         self._credentials = {}
 
-    def issue(self, avatar, source, credentials=None):
+    def issue(self, avatar, listener, host, credentials=None):
         """
+        @param listener: the issuing listener's L{kaazing_promo.config.Listener}.
+        @param host: the client's host.
         @return: the ticket (L{str}, URL-safe).
         """
         self._forgetExpired()
         nonce = secrets.token_urlsafe(16)
         expires = self._clock.seconds() + self.ttl
         body = json.dumps({
-            "n": nonce, "x": expires, "h": hostOf(source), "u": avatar.user, "g": sorted(avatar.groups),
+            "n": nonce, "x": expires, "h": host, "l": [listener.name, listener.path], "u": avatar.user, "g": sorted(avatar.groups),
             "p": sorted(avatar.access_profiles), "e": avatar.expires, "r": avatar.realm,
         }, separators=(",", ":")).encode("utf-8")
         if credentials is not None:
             self._credentials[nonce] = (expires, credentials)
         return _b64(body) + "." + _b64(self._sign(body))
 
-    def redeem(self, ticket, source):
+    def redeem(self, ticket, listener, host):
         """
         @return: C{(avatar, credentials)} the ticket was issued for (the
-            credentials only in the process that issued it), or L{None}.
+            credentials only in the process that issued it), or L{None}
+            when it is not a valid, unexpired, unused ticket of C{listener}
+            for C{host}.
         """
         self._forgetExpired()
         try:
@@ -75,7 +79,8 @@ class TicketBook:
         except (ValueError, UnicodeDecodeError):
             return None
         nonce, expires = fields["n"], fields["x"]
-        if expires <= self._clock.seconds() or fields["h"] != hostOf(source) or nonce in self._redeemed:
+        if (expires <= self._clock.seconds() or fields["h"] != host or nonce in self._redeemed
+                or fields["l"] != [listener.name, listener.path]):
             return None
         self._redeemed[nonce] = expires
         kept = self._credentials.pop(nonce, (None, None))[1]

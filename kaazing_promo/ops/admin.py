@@ -148,7 +148,7 @@ class Readiness:
 
     def _probeRealm(self):
         config = self.gateway.config
-        checker = getattr(self.gateway.portal, "checker", None)
+        checker = self.gateway.checker
         if config.user_auth == "off" or checker is None:
             self._record("realm", True, "user_auth is off")
             return defer.succeed(None)
@@ -253,7 +253,7 @@ class AdminService(service.MultiService):
         self.setName("admin")
         self.gateway = gateway
         clock = gateway.reactor
-        checker = getattr(gateway.portal, "checker", None)
+        checker = gateway.checker
         self.metrics = GatewayMetrics(gateway.contexts, gateway.config.user_auth)
         self.readiness = Readiness(gateway, clock)
         MetricsService(self.metrics, checker).setServiceParent(self)

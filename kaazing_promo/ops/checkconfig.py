@@ -138,7 +138,7 @@ def findings(gateway):
                      "(/metrics /healthz /readyz)")
     else:
         lines.append("admin: off (set [admin] endpoint for /metrics, /healthz, /readyz)")
-    checker = getattr(gateway.portal, "checker", None)
+    checker = gateway.checker
     if config.user_auth == "internal":
         line = f"realm internal: {checker.path}: {checker.userCount} users"
         for hashFormat, count in sorted(checker.unsupportedHashes.items()):

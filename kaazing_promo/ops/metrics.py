@@ -149,7 +149,7 @@ class GatewayMetrics:
         for name, context in contexts.items():
             for outcome in OUTCOMES:
                 self.connections.labels(name, outcome)
-            if context.gate is not None:
+            if context.requiresLogin:
                 for outcome in LOGIN_OUTCOMES:
                     self.logins.labels(name, realm, outcome)
             self.handshake.labels(name)

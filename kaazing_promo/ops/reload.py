@@ -104,7 +104,7 @@ class ReloadService(service.MultiService):
             UsersCnfPoll(self, checker, pollInterval).setServiceParent(self)
 
     def _checker(self):
-        return getattr(self.gateway.portal, "checker", None)
+        return self.gateway.checker
 
     # SIGHUP
 

@@ -6,63 +6,123 @@ import collections
 
 from twisted.internet import defer
 
+from kaazing_promo.amqp.deadline import HandshakeDeadline
 from kaazing_promo.amqp.session import GatewaySession
-from kaazing_promo.auth.avatar import ANONYMOUS
+from kaazing_promo.interfaces import LoginAttempt
 from kaazing_promo.transport.address import hostOf
+
+
+class Admission:
+    """
+    One connection's place in its listener's C{max_connections} and
+    C{max_connections_per_source}, taken when it is accepted (before it
+    sends anything) and given back once when it ends.
+    """
+
+    def __init__(self, context, host):
+        self._context = context
+        self.host = host
+
+    def release(self):
+        context, self._context = self._context, None
+        if context is not None:
+            context._released(self.host)
 
 
 class ListenerContext:
     """
-    One listener's settings and collaborators, its live sessions and their
-    limits, and the factory of its sessions.
+    One listener's settings and collaborators, its live connections and
+    their limits, and the factory of its sessions.
 
-    @param gate: the listener's L{kaazing_promo.auth.gate.LoginGate}, or
-        L{None} when it takes anonymous clients (C{auth = "none"}).
+    @param authenticator: the process's L{IAuthenticator}.
     @param lifetime: the L{kaazing_promo.auth.lifetime.SessionLifetime}, or L{None}.
     """
 
-    anonymous = ANONYMOUS
-
-    def __init__(self, listener, promoter, brokerConnector, startCache, clock, gate, lifetime=None):
+    def __init__(self, listener, promoter, brokerConnector, startCache, clock, authenticator, lifetime=None):
         self.listener = listener
         self.promoter = promoter
         self.brokerConnector = brokerConnector
         self.startCache = startCache
         self.clock = clock
-        self.gate = gate
+        self.authenticator = authenticator
         self.lifetime = lifetime
         self.sessions = set()
         #: The most sessions open at once since L{takePeak} was last called.
         self.peak = 0
+        #: Connections accepted and not yet closed, sessions or not.
+        self.connections = 0
         self._perSource = collections.Counter()
         self._idle = []
+
+    @property
+    def anonymous(self):
+        """
+        The avatar of an C{auth = "none"} listener's clients.
+        """
+        return self.authenticator.anonymous
+
+    @property
+    def requiresLogin(self):
+        return self.listener.auth != "none"
+
+    @property
+    def proxied(self):
+        """
+        Whether clients arrive through the PROXY protocol (C{haproxy:}):
+        their address is known only once its header is read.
+        """
+        return self.listener.endpoint.startswith("haproxy:")
 
     @property
     def keepsCredentials(self):
         return self.lifetime is not None and self.lifetime.keepsCredentials
 
-    def admits(self, source):
+    def startDeadline(self, expired):
         """
-        X5: whether one more connection from C{source} fits the listener's
+        @return: the L{HandshakeDeadline} of a connection accepted now.
+        """
+        return HandshakeDeadline(self.clock, self.listener.handshake_timeout, expired)
+
+    def admit(self, source):
+        """
+        X5: take a place for a connection from C{source} in the listener's
         C{max_connections} and C{max_connections_per_source}.
+
+        @return: an L{Admission}, or L{None} when it does not fit (the
+            caller closes the connection at once).
         """
         listener = self.listener
-        if listener.max_connections and len(self.sessions) >= listener.max_connections:
-            return False
-        if listener.max_connections_per_source and \
-                self._perSource[hostOf(source)] >= listener.max_connections_per_source:
-            return False
-        return True
+        host = hostOf(source)
+        if listener.max_connections and self.connections >= listener.max_connections:
+            return None
+        if listener.max_connections_per_source and self._perSource[host] >= listener.max_connections_per_source:
+            return None
+        self.connections += 1
+        self._perSource[host] += 1
+        return Admission(self, host)
 
-    def makeSession(self, source, avatar=None, ownStart=False, gate=None, credentials=None):
+    def _released(self, host):
+        self.connections -= 1
+        self._perSource[host] -= 1
+        if self._perSource[host] <= 0:
+            del self._perSource[host]
+
+    def loginAttempt(self, source, username=None, password=None, stillThere=None, unusable="no credentials"):
+        """
+        @return: the L{LoginAttempt} of a client of this listener.
+        """
+        return LoginAttempt(self.listener, hostOf(source), source, username, password,
+                            stillThere or (lambda: True), unusable)
+
+    def makeSession(self, source, avatar=None, ownStart=False, credentials=None):
         session = GatewaySession(
             self.listener, self.promoter, self.brokerConnector, self.clock, self.startCache,
-            avatar=avatar, ownStart=ownStart, gate=gate, source=source, onFinished=self._finished,
+            avatar=avatar, ownStart=ownStart, authenticator=self.authenticator if self.requiresLogin else None,
+            source=source, host=hostOf(source), onFinished=self._finished,
             lifetime=self.lifetime, credentials=credentials if self.keepsCredentials else None)
         self.sessions.add(session)
         if len(self.sessions) > self.peak:
             self.peak = len(self.sessions)
-        self._perSource[hostOf(source)] += 1
         return session
 
     def takePeak(self):
@@ -75,10 +135,6 @@ class ListenerContext:
 
     def _finished(self, session):
         self.sessions.discard(session)
-        host = hostOf(session.source)
-        self._perSource[host] -= 1
-        if self._perSource[host] <= 0:
-            del self._perSource[host]
         if not self.sessions:
             idle, self._idle = self._idle, []
             for d in idle:

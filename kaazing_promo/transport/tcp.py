@@ -18,7 +18,9 @@ class AMQPListenerProtocol(protocol.Protocol):
     """
 
     session = None
-    _idle = None
+    _admission = None
+    _deadline = None
+    _refused = False
 
     def connectionMade(self):
         setNoDelay(self.transport)
@@ -26,34 +28,49 @@ class AMQPListenerProtocol(protocol.Protocol):
         if isinstance(handle, socket.socket):
             # Dead peers go (the listener's ping_interval has its WebSocket twin).
             handle.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        # The session starts with the first bytes: behind a haproxy: endpoint
-        # only then is the PROXY header read and getPeer() the real client.
         context = self.factory.context
-        self._idle = context.clock.callLater(context.listener.handshake_timeout, self.transport.abortConnection)
+        # One deadline from accept to Open-Ok, whether the client speaks or not.
+        self._deadline = context.startDeadline(self.transport.abortConnection)
+        # Behind a haproxy: endpoint the client's address is known only once
+        # the PROXY header is read, with the first bytes.
+        if not context.proxied:
+            self._admit()
+
+    def _admit(self):
+        """
+        X5: take the connection's place in the listener's limits, or close it at once.
+        """
+        self._admission = self.factory.context.admit(describePeer(self.transport.getPeer()))
+        if self._admission is None:
+            # Over max_connections: refused before any byte, like a full backlog.
+            self._refused = True
+            self.transport.abortConnection()
+            return False
+        return True
 
     def dataReceived(self, data):
+        if self._refused:
+            return
         if self.session is None:
             if not self._start():
                 return
         self.session.clientDataReceived(data)
 
     def _start(self):
-        self._idle.cancel()
+        if self._admission is None and not self._admit():
+            return False
         context = self.factory.context
         source = describePeer(self.transport.getPeer())
-        if not context.admits(source):
-            # Over max_connections: refused before any byte, like a full backlog.
-            self.transport.abortConnection()
-            return False
         self.session = context.makeSession(
-            source=source, ownStart=True,
-            avatar=None if context.gate else context.anonymous, gate=context.gate)
-        self.session.clientConnected(self)
+            source=source, ownStart=True, avatar=context.anonymous if not context.requiresLogin else None)
+        self.session.clientConnected(self, self._deadline)
         return True
 
     def connectionLost(self, reason):
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
+        if self._deadline is not None:
+            self._deadline.met()
+        if self._admission is not None:
+            self._admission.release()
         session, self.session = self.session, None
         if session is not None:
             session.clientConnectionLost()

@@ -23,8 +23,7 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server, static
 
 from kaazing_promo.amqp.broker import setNoDelay
-from kaazing_promo.auth.gate import LoginDenied
-from kaazing_promo.auth.tickets import TicketBook
+from kaazing_promo.errors import LoginDenied
 from kaazing_promo.transport.address import describePeer
 from kaazing_promo.transport.wsframes import MaskedFrameReader, binaryFrameHeader
 
@@ -117,12 +116,27 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
     log = _QuietLogger()
     session = None
+    #: The connection's L{Admission} and L{HandshakeDeadline}, handed over
+    #: by the HTTP channel that accepted it.
+    admission = deadline = None
     _denyHeaders = ()
     _frames = None
 
     def connectionMade(self):
         WebSocketServerProtocol.connectionMade(self)
         setNoDelay(self.transport)
+        if self.deadline is None:
+            self.deadline = self.factory.context.startDeadline(None)
+        self.deadline.handOver(self._handshakeExpired)
+
+    def _handshakeExpired(self):
+        self.transport.abortConnection()
+
+    def _upgrading(self):
+        """
+        Whether the client still waits for the upgrade's answer.
+        """
+        return self.state == self.STATE_CONNECTING
 
     @defer.inlineCallbacks
     def onConnect(self, request):
@@ -133,10 +147,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             if not originAllowed(request.headers.get("origin"), request.headers.get("host"),
                                  listener.allowed_origins):
                 raise _Deny(403, "Forbidden")
-            if not context.admits(source):
-                raise _Deny(503, "Service Unavailable")
             self.avatar, self.credentials = yield self.factory.authenticate(
-                request.headers, request.params, source)
+                request.headers, request.params, source, self._upgrading)
         except LoginDenied as e:
             raise self._refuse(denialFor(e))
         except _Deny as e:
@@ -163,7 +175,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             avatar=self.avatar, source=self.source, credentials=self.credentials)
         self.credentials = None
         self._frames = MaskedFrameReader(self.factory.context.listener.max_ws_message)
-        self.session.clientConnected(self)
+        self.session.clientConnected(self, self.deadline)
         # twisted.web's channel registered itself as the transport's
         # producer; after the upgrade the session's pump takes its place.
         self.transport.unregisterProducer()
@@ -198,6 +210,9 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             self.closeHandshakeTimeoutCall.cancel()
             self.closeHandshakeTimeoutCall = None
         WebSocketServerProtocol.connectionLost(self, reason)
+        self.deadline.met()
+        if self.admission is not None:
+            self.admission.release()
         # Autobahn resolves is_closed with the protocol itself, a cycle that
         # would keep the closed connection for the garbage collector.
         self.is_closed = defer.succeed(None)
@@ -250,22 +265,24 @@ class _Timer:
 class GatewayWebSocketFactory(WebSocketServerFactory):
     """
     @ivar context: the listener's L{kaazing_promo.transport.context.ListenerContext}.
-    @ivar tickets: the L{TicketBook} shared with the ticket endpoint.
+    @ivar handOver: while an upgrade request is being taken over, the
+        C{(admission, deadline)} of its connection.
     """
 
     protocol = GatewayWebSocketProtocol
+    handOver = None
 
-    def __init__(self, context, tickets):
+    def __init__(self, context):
         # url=None: a fixed URL would refuse other Host ports (HAProxy, port 0).
         WebSocketServerFactory.__init__(self, url=None, server="kaazing-promo")
         self.context = context
-        self.tickets = tickets
         self._batched_timer = _ReactorTimers(context.clock)
         listener = context.listener
         self.setProtocolOptions(
             maxMessagePayloadSize=listener.max_ws_message,
             maxFramePayloadSize=listener.max_ws_message,
-            openHandshakeTimeout=listener.handshake_timeout,
+            # The connection's one HandshakeDeadline, started at accept, covers the upgrade.
+            openHandshakeTimeout=0,
             autoPingInterval=listener.ping_interval or None,
             autoPingTimeout=listener.ping_interval or None,
             # AMQP is binary: no UTF-8 validation on the data path.
@@ -273,25 +290,42 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
             failByDrop=False,
         )
 
-    def authenticate(self, headers, params, source):
+    def buildProtocol(self, addr):
+        protocol = WebSocketServerFactory.buildProtocol(self, addr)
+        if self.handOver is not None:
+            protocol.admission, protocol.deadline = self.handOver
+            self.handOver = None
+        return protocol
+
+    def authenticate(self, headers, params, source, stillThere):
         """
+        @param stillThere: tells whether the client still waits.
         @return: a L{Deferred} firing with C{(avatar, credentials)},
             failing with L{LoginDenied}.
         """
         context = self.context
-        if context.gate is None:
+        if not context.requiresLogin:
             return defer.succeed((context.anonymous, None))
         tickets = params.get("ticket")
         if tickets:
-            redeemed = self.tickets.redeem(tickets[0], source)
-            if redeemed is None:
-                return defer.fail(LoginDenied("bad-credentials", "unknown, used or expired ticket"))
-            return defer.succeed(redeemed)
-        credentials = parseBasic(headers.get("authorization"))
-        if credentials is None:
-            return defer.fail(LoginDenied("bad-credentials", "no credentials"))
-        d = context.gate.login(credentials[0], credentials[1], source)
-        return d.addCallback(lambda avatar: (avatar, credentials))
+            return context.authenticator.redeemTicket(tickets[0], context.listener, source)
+        return _passwordLogin(context, headers.get("authorization"), source, stillThere)
+
+
+def _passwordLogin(context, authorization, source, stillThere, audit=True):
+    """
+    Log in with an C{Authorization: Basic} header.
+
+    @return: a L{Deferred} firing with C{(avatar, credentials)}, failing
+        with L{LoginDenied}.
+    """
+    credentials = parseBasic(authorization)
+    username, password = credentials or (None, None)
+    attempt = context.loginAttempt(
+        source, username, password, stillThere,
+        "no credentials" if authorization is None else "unusable Authorization header")
+    d = context.authenticator.authenticate(attempt, audit)
+    return d.addCallback(lambda avatar: (avatar, credentials))
 
 
 def _json(request, code, body):
@@ -312,10 +346,12 @@ class _GatewayHTTPResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, context, tickets):
+    #: Whether a successful login here is a login decision for the audit trail.
+    audited = True
+
+    def __init__(self, context):
         resource.Resource.__init__(self)
         self.context = context
-        self.tickets = tickets
 
     def _origin(self, request):
         origin = request.getHeader(b"origin")
@@ -343,23 +379,23 @@ class _GatewayHTTPResource(resource.Resource):
         if not self._origin(request):
             return _json(request, 403, {"error": "origin not allowed"})
         source = describePeer(request.getClientAddress())
-        context = self.context
-        credentials = None
-        if context.gate is None:
-            d = defer.succeed(context.anonymous)
-        else:
-            credentials = parseBasic(request.getHeader(b"authorization"))
-            if credentials is None:
-                return _json(request, 401, {"error": "credentials required"})
-            d = context.gate.login(credentials[0], credentials[1], source)
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
+        d = _passwordLogin(self.context, request.getHeader(b"authorization"), source,
+                           lambda: not gone, self.audited)
 
-        def answer(avatar):
+        def answer(loggedIn):
+            if gone:
+                return
+            avatar, credentials = loggedIn
             body = then(avatar, source, credentials)
             request.write(_json(request, 200, body))
             request.finish()
 
         def denied(failure):
             failure.trap(LoginDenied)
+            if gone:
+                return
             deny = denialFor(failure.value)
             for name, value in deny.headers:
                 if name != _CHALLENGE[0]:
@@ -379,15 +415,21 @@ class TicketResource(_GatewayHTTPResource):
 
     def render_POST(self, request):
         def ticket(avatar, source, credentials):
-            kept = credentials if self.context.keepsCredentials else None
-            return {"ticket": self.tickets.issue(avatar, source, kept), "expires_in": int(self.tickets.ttl)}
+            context = self.context
+            kept = credentials if context.keepsCredentials else None
+            ticket = context.authenticator.issueTicket(avatar, context.listener, source, kept)
+            return {"ticket": ticket, "expires_in": int(context.authenticator.ticketTTL)}
         return self._login(request, ticket)
 
 
 class WhoamiResource(_GatewayHTTPResource):
     """
-    C{GET <path>/whoami}: who the gateway says you are, and who the broker will see.
+    C{GET <path>/whoami}: who the gateway says you are, and who the broker
+    will see.  A question, not a login: only a refusal is audited (the page
+    asks it beside its ticket, which is the login).
     """
+
+    audited = False
 
     def render_GET(self, request):
         return self._login(request, lambda avatar, source, _: self.context.describe(avatar, source))
@@ -401,9 +443,10 @@ class AMQPEndpointResource(resource.Resource):
     leaf), C{<path>/ticket} and C{<path>/whoami} to their endpoints.
     """
 
-    def __init__(self, wsResource, ticket, whoami):
+    def __init__(self, wsResource, wsFactory, ticket, whoami):
         resource.Resource.__init__(self)
         self._ws = wsResource
+        self._wsFactory = wsFactory
         self.putChild(b"ticket", ticket)
         self.putChild(b"whoami", whoami)
 
@@ -414,7 +457,13 @@ class AMQPEndpointResource(resource.Resource):
 
     def render(self, request):
         if (request.getHeader(b"upgrade") or b"").lower() == b"websocket":
-            result = self._ws.render(request)
+            # The WebSocket protocol Autobahn builds now takes over the
+            # connection's place in the limits and its handshake deadline.
+            self._wsFactory.handOver = request.channel.handOverConnection()
+            try:
+                result = self._ws.render(request)
+            finally:
+                self._wsFactory.handOver = None
             if result is server.NOT_DONE_YET and request in request.channel.requests:
                 # The WebSocket protocol took the channel's transport: this
                 # request never finishes, and the channel, which will never
@@ -476,9 +525,63 @@ class _NoListingFile(static.File):
 
 class GatewayHTTPChannel(http.HTTPChannel):
     """
-    twisted.web's channel, answering an oversized header line with 431
-    rather than dropping the connection without a word.
+    twisted.web's channel, with the listener's limits from the moment a
+    connection is accepted: its place in C{max_connections} and
+    C{max_connections_per_source} (closed at once when over), and the one
+    handshake deadline, which a WebSocket upgrade takes over and which
+    otherwise runs again after each answered request (an idle keep-alive
+    connection goes after C{handshake_timeout}).  An oversized header line
+    gets 431 rather than a silent close.
     """
+
+    admission = deadline = None
+    _refused = False
+
+    def connectionMade(self):
+        http.HTTPChannel.connectionMade(self)
+        context = self.site.context
+        self.deadline = context.startDeadline(self._expired)
+        # Behind a haproxy: endpoint the client's address is known only once
+        # the PROXY header is read, with the first bytes.
+        if not context.proxied:
+            self._admit()
+
+    def _admit(self):
+        self.admission = self.site.context.admit(describePeer(self.transport.getPeer()))
+        if self.admission is None:
+            self._refused = True
+            self.transport.abortConnection()
+            return False
+        return True
+
+    def _expired(self):
+        self.transport.abortConnection()
+
+    def dataReceived(self, data):
+        if self._refused or (self.admission is None and not self._admit()):
+            return
+        http.HTTPChannel.dataReceived(self, data)
+
+    def requestDone(self, request):
+        http.HTTPChannel.requestDone(self, request)
+        if self.deadline is not None:
+            self.deadline.restart()
+
+    def handOverConnection(self):
+        """
+        @return: C{(admission, deadline)}, which the caller now owns (a
+            WebSocket taking over the connection).
+        """
+        handed = (self.admission, self.deadline)
+        self.admission = self.deadline = None
+        return handed
+
+    def connectionLost(self, reason):
+        if self.deadline is not None:
+            self.deadline.met()
+        if self.admission is not None:
+            self.admission.release()
+        http.HTTPChannel.connectionLost(self, reason)
 
     def lineLengthExceeded(self, line):
         self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n")
@@ -488,25 +591,28 @@ class GatewayHTTPChannel(http.HTTPChannel):
 class GatewaySite(server.Site):
     """
     A site with no access log: query strings carry tickets.
+
+    @ivar context: the listener's L{kaazing_promo.transport.context.ListenerContext}.
     """
 
     protocol = GatewayHTTPChannel
+
+    def __init__(self, resource, context):
+        server.Site.__init__(self, resource)
+        self.context = context
 
     def log(self, request):
         pass
 
 
-def buildSite(context, ticketKey=None):
+def buildSite(context):
     """
-    @param ticketKey: the key tickets are signed with, shared by the worker
-        processes (random when not given).
     @return: the L{GatewaySite} for a websocket listener.
     """
     listener = context.listener
-    tickets = TicketBook(context.clock, ticketKey)
-    factory = GatewayWebSocketFactory(context, tickets)
+    factory = GatewayWebSocketFactory(context)
     endpoint = AMQPEndpointResource(
-        WebSocketResource(factory), TicketResource(context, tickets), WhoamiResource(context, tickets))
+        WebSocketResource(factory), factory, TicketResource(context), WhoamiResource(context))
     root = _NoListingFile(listener.webroot) if listener.webroot else resource.Resource()
     segments = [s.encode("utf-8") for s in listener.path.strip("/").split("/")]
     parent = root
@@ -515,7 +621,7 @@ def buildSite(context, ticketKey=None):
         parent.putChild(segment, child)
         parent = child
     parent.putChild(segments[-1], endpoint)
-    site = GatewaySite(root)
+    site = GatewaySite(root, context)
     site.displayTracebacks = False
     site.wsFactory = factory
     return site

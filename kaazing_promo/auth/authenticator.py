@@ -1,0 +1,194 @@
+"""
+The one way a person logs in, whatever the listener: admission, the
+password check, the listener's authorization rules, the audit trail.
+
+Login protection, in the order an attempt meets it:
+
+  1. Per source host, across every listener of the process: failed logins
+     of the last minute plus attempts still in flight may not reach the
+     listener's C{max_failed_logins}; past it the attempt is refused
+     (429 / Close 403) without asking the realm.  An attempt whose client
+     left before it was checked counts as failed.
+  2. Per user name: when C{max_failed_logins} distinct hosts have failed on
+     one user in the last minute, that user's logins are refused, except
+     from hosts the user logged in from successfully before (guessing from
+     elsewhere never keeps a person out of where they log in from).
+  3. The password check waits its turn in a L{FairScheduler}: a few run at
+     once, the host that used the fewest checks lately goes first, and a
+     check whose client has gone is dropped unrun.
+"""
+
+import collections
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from kaazing_promo.auth.avatar import ANONYMOUS
+from kaazing_promo.auth.limits import FailureWindow, KnownHosts
+from kaazing_promo.auth.scheduler import ClientGone, FairScheduler, Overloaded
+from kaazing_promo.errors import LoginDenied
+from kaazing_promo.interfaces import IAuthenticator, IGatewayUser, LoginAttempt
+from kaazing_promo.ops.audit import auditLogin
+
+#: Attempts one host may have in flight when its listener sets no limit.
+MAX_PENDING_PER_HOST = 10
+
+
+@implementer(IAuthenticator)
+class Authenticator:
+    """
+    Logs people in for every listener of one process.
+
+    @param portal: the L{twisted.cred.portal.Portal}, or L{None} when
+        C{user_auth = "off"} (only C{auth = "none"} listeners then).
+    @param userStatus: the realm's L{IUserStatus}, asked again when a ticket
+        is redeemed; L{None} with no realm.
+    @param promoter: the L{IIdentityPromoter}; an unmapped user is refused
+        here, before any AMQP byte reaches the broker.
+    @param tickets: the process's L{kaazing_promo.auth.tickets.TicketBook}.
+    @param clock: an L{IReactorTime}.
+    @param slots: password checks run at once.
+    """
+
+    log = Logger()
+    anonymous = ANONYMOUS
+
+    def __init__(self, portal, userStatus, promoter, tickets, clock, slots):
+        self._portal = portal
+        self._userStatus = userStatus
+        self._promoter = promoter
+        self._tickets = tickets
+        self.failures = FailureWindow(clock)
+        self.knownHosts = KnownHosts(clock)
+        self.scheduler = FairScheduler(clock, slots)
+        self._pending = collections.Counter()
+
+    # Password logins
+
+    def authenticate(self, attempt, audit=True):
+        listener = attempt.listener
+        if listener.auth == "none":
+            return defer.succeed(ANONYMOUS)
+        if attempt.username is None:
+            return self._refuse(attempt, LoginDenied("bad-credentials", attempt.unusable))
+        refusal = self._admit(attempt)
+        if refusal is not None:
+            return self._refuse(attempt, refusal)
+        host = attempt.host
+        self._pending[host] += 1
+        credentials = UsernamePassword(attempt.username, attempt.password)
+        d = self.scheduler.submit(
+            host, attempt.stillThere, lambda: self._portal.login(credentials, None, IGatewayUser))
+        d.addBoth(self._settled, host)
+        d.addCallbacks(self._loggedIn, self._checkFailed, callbackArgs=(attempt, audit), errbackArgs=(attempt,))
+        return d
+
+    def _admit(self, attempt):
+        """
+        @return: a L{LoginDenied} if C{attempt} is over a limit, else L{None}.
+        """
+        limit = attempt.listener.max_failed_logins
+        host = attempt.host
+        failed, wait = self.failures.hostFailures(host)
+        pending = self._pending[host]
+        if limit and failed + pending >= limit:
+            return LoginDenied("rate-limited", f"too many failed logins from {host}", _seconds(wait))
+        if pending >= (limit or MAX_PENDING_PER_HOST):
+            return LoginDenied("rate-limited", f"too many logins in flight from {host}", 1)
+        if limit:
+            hosts, wait = self.failures.userHosts(attempt.username)
+            if hosts >= limit and not self.knownHosts.knows(attempt.username, host):
+                return LoginDenied("rate-limited", f"failed logins from {hosts} hosts for this user",
+                                   _seconds(wait))
+        return None
+
+    def _settled(self, result, host):
+        self._pending[host] -= 1
+        if self._pending[host] <= 0:
+            del self._pending[host]
+        return result
+
+    def _loggedIn(self, loggedIn, attempt, audit):
+        _, avatar, _ = loggedIn
+        self.knownHosts.remember(attempt.username, attempt.host)
+        return self._authorize(attempt, avatar, audit)
+
+    def _checkFailed(self, failure, attempt):
+        if failure.check(ClientGone):
+            self.failures.record(attempt.host)
+            denial = LoginDenied("closed", "client left before its password was checked")
+        elif failure.check(Overloaded):
+            denial = LoginDenied("rate-limited", "too many logins waiting", 1)
+        elif failure.check(UnauthorizedLogin):
+            # A checker marks service faults (as opposed to a wrong password)
+            # with a "kind": those are not the client's failures.
+            outcome = getattr(failure.value, "kind", None) or "bad-credentials"
+            if outcome == "bad-credentials":
+                self.failures.record(attempt.host, attempt.username)
+            reason = getattr(failure.value, "reason", None) or failure.getErrorMessage() or "refused by the realm"
+            denial = LoginDenied(outcome, reason)
+        else:
+            self.log.failure("realm failed while checking {user!r}", failure, user=attempt.username)
+            denial = LoginDenied("realm-error", f"realm error: {failure.type.__name__}")
+        return self._refuse(attempt, denial)
+
+    def _authorize(self, attempt, avatar, audit=True):
+        """
+        The listener's rules for an authenticated C{avatar}: C{require_groups},
+        then whether the promoter can promote it.
+
+        @return: C{avatar}, or a failed L{Deferred}.
+        """
+        requireGroups = attempt.listener.require_groups
+        if requireGroups and not (frozenset(requireGroups) & (avatar.groups | avatar.access_profiles)):
+            return self._refuse(attempt, LoginDenied("unauthorized", "not in any of require_groups"), avatar.user)
+        try:
+            brokerUser = self._promoter.authorize(avatar)
+        except Exception as e:
+            return self._refuse(attempt, LoginDenied("unauthorized", getattr(e, "reason", str(e))), avatar.user)
+        if audit:
+            auditLogin(attempt.listener.name, attempt.source, "ok", gateway_user=avatar.user,
+                       broker_user=brokerUser)
+        return avatar
+
+    def _refuse(self, attempt, denial, user=None):
+        """
+        Audit C{denial} and return it as a failed L{Deferred}: raised here,
+        it would sit in its own traceback's frame, a cycle only the
+        collector frees.
+        """
+        auditLogin(attempt.listener.name, attempt.source, denial.outcome, denial.reason,
+                   gateway_user=user or attempt.username)
+        return defer.fail(denial)
+
+    # Tickets
+
+    @property
+    def ticketTTL(self):
+        return self._tickets.ttl
+
+    def issueTicket(self, avatar, listener, source, credentials=None):
+        return self._tickets.issue(avatar, listener, _hostOf(source), credentials)
+
+    def redeemTicket(self, ticket, listener, source):
+        attempt = LoginAttempt(listener, _hostOf(source), source, unusable="ticket")
+        redeemed = self._tickets.redeem(ticket, listener, attempt.host)
+        if redeemed is None:
+            return self._refuse(attempt, LoginDenied("bad-credentials", "unknown, used, expired or foreign ticket"))
+        avatar, credentials = redeemed
+        current = avatar if self._userStatus is None else self._userStatus.current(avatar)
+        if current is None:
+            return self._refuse(attempt, LoginDenied("unauthorized", "user may no longer log in"), avatar.user)
+        d = defer.maybeDeferred(self._authorize, attempt, current)
+        return d.addCallback(lambda avatar: (avatar, credentials))
+
+
+def _seconds(wait):
+    return max(1, int(wait + 0.999))
+
+
+def _hostOf(source):
+    return source.rsplit(":", 1)[0]
