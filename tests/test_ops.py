@@ -149,6 +149,19 @@ class MetricsTests(SynchronousTestCase):
                                listener="web", outcome="broker-refused"), 1)
         self.assertEqual(value(self.metrics, "kaazing_promo_broker_connect_failures_total"), 0)
 
+    def test_16_loginQueueAndAdmittedSockets(self):
+        """
+        Issue 16: an operator sees the fair login queue (checks running and
+        waiting) and the sockets holding a place in max_connections.
+        """
+        queue = SimpleNamespace(running=2, waiting=37)
+        contexts = {"amqp": FakeContext(requiresLogin=True)}
+        contexts["amqp"].connections = 5
+        metrics = GatewayMetrics(contexts, "internal", queue)
+        self.assertEqual(value(metrics, "kaazing_promo_login_checks", state="running"), 2)
+        self.assertEqual(value(metrics, "kaazing_promo_login_checks", state="waiting"), 37)
+        self.assertEqual(value(metrics, "kaazing_promo_sockets_admitted", listener="amqp"), 5)
+
     def test_X4_brokerConnectFailures(self):
         """
         X4: a connection that found no broker counts as a broker connect failure.
@@ -365,7 +378,7 @@ def fakeGateway(userAuth="off", checker=None, answers=True, **top):
     document.update(top)
     config = parseConfig(document, "/etc/kp/gateway.toml")
     return SimpleNamespace(config=config, reactor=Clock(), contexts={},
-                           checker=checker,
+                           checker=checker, authenticator=SimpleNamespace(scheduler=None),
                            brokerConnector=FakeConnector(answers), startCache=object())
 
 

@@ -254,7 +254,7 @@ class AdminService(service.MultiService):
         self.gateway = gateway
         clock = gateway.reactor
         checker = gateway.checker
-        self.metrics = GatewayMetrics(gateway.contexts, gateway.config.user_auth)
+        self.metrics = GatewayMetrics(gateway.contexts, gateway.config.user_auth, gateway.authenticator.scheduler)
         self.readiness = Readiness(gateway, clock)
         MetricsService(self.metrics, checker).setServiceParent(self)
         probes = TimerService(probeInterval, self.readiness.refresh)

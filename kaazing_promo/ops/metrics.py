@@ -86,17 +86,30 @@ class _LiveCollector:
         byteCounts = CounterMetricFamily(
             PREFIX + "bytes", "Bytes relayed after the handshake: in = client to broker, "
             "out = broker to client.", labels=["direction"])
+        sockets = GaugeMetricFamily(
+            PREFIX + "sockets_admitted",
+            "Client sockets holding a place in max_connections now (handshaking or open), per listener.",
+            labels=["listener"])
         live = {"in": 0, "out": 0}
         for name, context in sorted(metrics.contexts.items()):
             sessions = list(context.sessions)
             opened.add_metric([name], len(sessions))
+            sockets.add_metric([name], getattr(context, "connections", len(sessions)))
             paused.add_metric([name], sum(1 for session in sessions if _paused(session)))
             for session in sessions:
                 live["in"] += getattr(session, "bytesIn", 0)
                 live["out"] += getattr(session, "bytesOut", 0)
         for direction in ("in", "out"):
             byteCounts.add_metric([direction], metrics.closedBytes[direction] + live[direction])
-        return [opened, paused, byteCounts]
+        families = [opened, paused, byteCounts, sockets]
+        if metrics.loginQueue is not None:
+            checks = GaugeMetricFamily(
+                PREFIX + "login_checks", "Password checks running now, and waiting their turn in the fair "
+                "queue (a growing 'waiting' is a login flood).", labels=["state"])
+            checks.add_metric(["running"], metrics.loginQueue.running)
+            checks.add_metric(["waiting"], metrics.loginQueue.waiting)
+            families.append(checks)
+        return families
 
 
 @implementer(IRealmMetrics)
@@ -109,14 +122,17 @@ class GatewayMetrics:
     @ivar closedBytes: bytes of finished connections, by direction.
     """
 
-    def __init__(self, contexts, realm="off"):
+    def __init__(self, contexts, realm="off", loginQueue=None):
         """
         @param contexts: the gateway's listener contexts.
         @param realm: C{user_auth} (C{"internal"}, C{"delegated"} or C{"off"}),
             the C{realm} label of the login counter.
+        @param loginQueue: the authenticator's
+            L{kaazing_promo.auth.scheduler.FairScheduler}, or L{None}.
         """
         self.contexts = contexts
         self.realm = realm
+        self.loginQueue = loginQueue
         self.closedBytes = {"in": 0, "out": 0}
         registry = self.registry = CollectorRegistry()
         self.connections = Counter(
