@@ -182,7 +182,9 @@ class Authenticator:
         current = avatar if self._userStatus is None else self._userStatus.current(avatar)
         if current is None:
             return self._refuse(attempt, LoginDenied("unauthorized", "user may no longer log in"), avatar.user)
-        d = defer.maybeDeferred(self._authorize, attempt, current)
+        # The login decision was the ticket's issue (audited then); a refusal
+        # here is a decision of its own, a success is the connection's "open".
+        d = defer.maybeDeferred(self._authorize, attempt, current, audit=False)
         return d.addCallback(lambda avatar: (avatar, credentials))
 
 
