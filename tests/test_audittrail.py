@@ -11,7 +11,6 @@ from twisted.internet import defer
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from kaazing_promo.amqp.codec import encodeAMQPlainResponse
 from tests.rawclients import (
     REAL_USER, amqpLogin, basic, get, httpExchange, httpRequest, post, upgrade, writeUsers)
 from tests.support import GatewayTestMixin, gatewayConfig
