@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.web import resource, server
 
+from kaazing_promo.adapters.twistedinternals import listenOrFail
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.interfaces import ITokenPromoter
 
@@ -227,5 +228,5 @@ def buildBrokerAuthService(gateway):
     log.info("broker_auth: answering RabbitMQ's HTTP auth backend on {endpoint} from {count} [[permissions]] "
              "entries", endpoint=endpointString, count=len(config.permissions))
     # A port that cannot be bound stops start-up instead of being logged.
-    brokerAuth._raiseSynchronously = True
+    listenOrFail(brokerAuth)
     return brokerAuth

@@ -17,6 +17,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
+from kaazing_promo.adapters.twistedinternals import listenOrFail, whenListening
 from kaazing_promo.amqp.broker import BrokerConnector, BrokerStartCache
 from kaazing_promo.auth.avatar import GatewayRealm
 from kaazing_promo.auth.authenticator import Authenticator
@@ -184,7 +185,7 @@ class GatewayService(service.MultiService):
             listenerService = StreamServerEndpointService(endpoint, factory)
             listenerService.setName(listener.name)
             # A port that cannot be bound stops start-up instead of being logged.
-            listenerService._raiseSynchronously = True
+            listenOrFail(listenerService)
             listenerService.setServiceParent(self)
         # The master alone serves the admin and broker_auth listeners.
         self.brokerAuth = self.admin = None
@@ -232,16 +233,7 @@ class GatewayService(service.MultiService):
             once every listener listens (tests and benchmarks use port 0).
         """
         names = [listener.name for listener in self.config.listeners]
-        waiting = []
-        for name in names:
-            d = defer.Deferred()
-
-            def passOn(port, d=d):
-                d.callback(port)
-                return port
-            # Chained, not consumed: stopService needs the port from this Deferred.
-            self.getServiceNamed(name)._waitingForPort.addCallback(passOn)
-            waiting.append(d)
+        waiting = [whenListening(self.getServiceNamed(name)) for name in names]
         return defer.gatherResults(waiting).addCallback(lambda ports: dict(zip(names, ports)))
 
     def startService(self):

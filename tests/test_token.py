@@ -16,6 +16,7 @@ from twisted.web.resource import getChildForRequest
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
 
+from kaazing_promo.adapters.twistedinternals import whenListening
 from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.brokerauth import buildBrokerAuthResource, buildBrokerAuthService
 from kaazing_promo.config import Permission, Promotion
@@ -613,14 +614,7 @@ class BrokerAuthServiceTests(TestCase):
         service = gateway.brokerAuth
         service.startService()
         self.addCleanup(service.stopService)
-        listening = defer.Deferred()
-
-        def passOn(port):
-            listening.callback(port)
-            return port
-        # Chained, not consumed: stopService needs the port from this Deferred.
-        service._waitingForPort.addCallback(passOn)
-        port = yield listening
+        port = yield whenListening(service)
         token = gateway.promoter.tokenBook.mint("joe.smith", JOE).reveal()
         base = f"http://127.0.0.1:{port.getHost().port}/auth/user"
         for _ in range(2):

@@ -27,6 +27,7 @@ from twisted.web import resource, server
 from twisted.web.client import BrowserLikePolicyForHTTPS
 from zope.interface import implementer
 
+from kaazing_promo.adapters.twistedinternals import listenOrFail, whenListening
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.ops.metrics import GatewayMetrics, MetricsResource, MetricsService
 
@@ -263,7 +264,7 @@ class AdminService(service.MultiService):
         site = AdminSite(buildAdminResource(self.metrics, self.readiness, clock))
         self._listener = StreamServerEndpointService(endpoint, site)
         # A port that cannot be bound stops start-up instead of being logged.
-        self._listener._raiseSynchronously = True
+        listenOrFail(self._listener)
         self._listener.setServiceParent(self)
 
     def privilegedStartService(self):
@@ -285,13 +286,7 @@ class AdminService(service.MultiService):
         """
         @return: a L{Deferred} firing with the admin L{IListeningPort}.
         """
-        d = defer.Deferred()
-
-        def passOn(port):
-            d.callback(port)
-            return port
-        self._listener._waitingForPort.addCallback(passOn)
-        return d
+        return whenListening(self._listener)
 
 
 def buildAdminService(gateway):

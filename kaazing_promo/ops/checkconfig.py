@@ -16,8 +16,8 @@ import stat
 import sys
 
 import attr
-from twisted.internet import endpoints
 
+from kaazing_promo.adapters.twistedinternals import systemdDescriptors
 from kaazing_promo.config import loadConfig
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.tomlwriter import tomlValue
@@ -56,13 +56,8 @@ def systemdEndpointsBySyntax():
     or name are checked; which sockets systemd passes is the socket unit's
     business.
     """
-    parser = endpoints._SystemdParser
-    saved = parser.__dict__["_sddaemon"]
-    parser._sddaemon = _AnySystemdSockets()
-    try:
+    with systemdDescriptors(_AnySystemdSockets()):
         yield
-    finally:
-        parser._sddaemon = saved
 
 
 def _lines(obj, skip=()):

@@ -22,6 +22,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import http, resource, server, static
 
+from kaazing_promo.adapters.autobahninternals import betweenFrames, cancelCloseHandshakeTimer, parseFrames, useTimers
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.errors import LoginDenied
 from kaazing_promo.transport.address import describePeer
@@ -186,14 +187,13 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         per read; whatever else arrives goes through Autobahn.
         """
         frames = self._frames
-        if frames is None or self.state != self.STATE_OPEN or (frames.idle and (
-                self.current_frame is not None or self.inside_message or self.data)):
-            return self._dataReceived(data)
+        if frames is None or self.state != self.STATE_OPEN or (frames.idle and not betweenFrames(self)):
+            return parseFrames(self, data)
         stream, handBack = frames.feed(data)
         if stream:
             self.session.clientDataReceived(stream)
         if handBack is not None and self.state == self.STATE_OPEN:
-            self._dataReceived(handBack)
+            parseFrames(self, handBack)
 
     def onMessage(self, payload, isBinary):
         if not isBinary:
@@ -206,9 +206,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def connectionLost(self, reason):
         # Autobahn leaves its close-handshake timer running when the TCP
         # connection goes first; with thousands of clients, that adds up.
-        if self.closeHandshakeTimeoutCall is not None:
-            self.closeHandshakeTimeoutCall.cancel()
-            self.closeHandshakeTimeoutCall = None
+        cancelCloseHandshakeTimer(self)
         WebSocketServerProtocol.connectionLost(self, reason)
         self.deadline.met()
         if self.admission is not None:
@@ -276,7 +274,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         # url=None: a fixed URL would refuse other Host ports (HAProxy, port 0).
         WebSocketServerFactory.__init__(self, url=None, server="kaazing-promo")
         self.context = context
-        self._batched_timer = _ReactorTimers(context.clock)
+        useTimers(self, _ReactorTimers(context.clock))
         listener = context.listener
         self.setProtocolOptions(
             maxMessagePayloadSize=listener.max_ws_message,

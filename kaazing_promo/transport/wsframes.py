@@ -17,12 +17,11 @@ import struct
 
 from autobahn.websocket.xormasker import create_xor_masker
 
-try:
-    # Autobahn's accelerated (NVX, SSE2) masker, called directly: its Python
-    # wrapper builds objects and copies buffers per frame, ~3x the cost at 4 KiB.
-    from _nvx_xormasker import ffi as _ffi, lib as _nvx
-except ImportError:  # Autobahn built without NVX
-    _nvx = None
+from kaazing_promo.adapters.autobahninternals import nativeMasker
+
+# Autobahn's accelerated (NVX, SSE2) masker, called directly: its Python
+# wrapper builds objects and copies buffers per frame, ~3x the cost at 4 KiB.
+_ffi, _nvx = nativeMasker()
 
 _OPCODE_BINARY = 0x2
 _SHORT = struct.Struct("!H").unpack_from
