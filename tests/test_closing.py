@@ -1,0 +1,105 @@
+"""
+Closing through a real gateway to the real RabbitMQ: frames a client sends
+after its own Close are dropped as the broker drops them, and the client
+gets the broker's Close-Ok (issue 21 #1, S5).
+"""
+
+from twisted.internet import defer, protocol, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.logger import formatEvent, globalLogPublisher
+
+from kaazing_promo.amqp.codec import FRAME_METHOD, PROTOCOL_HEADER, decodeMethod, encodeMethod
+from kaazing_promo.amqp.frames import FrameReader
+from kaazing_promo.ops.audit import isAuditEvent
+from tests.support import IntegrationTestCase, gatewayConfig
+from tests.test_session import CLOSE, content, startOk
+
+
+class RawAMQPClient(protocol.Protocol):
+    """
+    An AMQP client written frame by frame, for the sequences no client
+    library sends on purpose.
+
+    @ivar heard: the qualified name of every method heard, or the frame
+        type of any other frame, in order.
+    """
+
+    def __init__(self):
+        self.heard = []
+        self.lost = defer.Deferred()
+        self._reader = FrameReader(1 << 20)
+        self._waiting = {}
+
+    def dataReceived(self, data):
+        for frameType, channel, payload, raw in self._reader.feed(data):
+            if frameType != FRAME_METHOD:
+                self.heard.append(frameType)
+                continue
+            method = decodeMethod(payload)
+            self.heard.append(method.qualifiedName)
+            waiting = self._waiting.pop(method.qualifiedName, None)
+            if waiting is not None:
+                waiting.callback(method)
+
+    def waitFor(self, qualifiedName):
+        """
+        @return: a L{Deferred} firing with the next method of that name.
+        """
+        d = self._waiting[qualifiedName] = defer.Deferred()
+        return d
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+    @defer.inlineCallbacks
+    def openChannel(self):
+        """
+        Log in on vhost "/" and open channel 1.
+        """
+        started = self.waitFor("connection.start")
+        self.transport.write(PROTOCOL_HEADER)
+        yield started
+        tuned = self.waitFor("connection.tune")
+        self.transport.write(startOk())
+        tune = yield tuned
+        opened = self.waitFor("connection.open-ok")
+        self.transport.write(
+            encodeMethod(0, "connection.tune-ok", channel_max=tune.args["channel_max"],
+                         frame_max=tune.args["frame_max"], heartbeat=0)
+            + encodeMethod(0, "connection.open", virtual_host="/"))
+        yield opened
+        channelOpened = self.waitFor("channel.open-ok")
+        self.transport.write(encodeMethod(1, "channel.open"))
+        yield channelOpened
+
+
+class FramesAfterCloseTests(IntegrationTestCase):
+
+    @defer.inlineCallbacks
+    def test_S5_publishesAfterCloseDropped(self):
+        """
+        S5 / issue 21 #1: connection.close immediately followed by publishes
+        on an open channel (as amqplib sends them): the client hears the
+        broker's Close-Ok and nothing else, the gateway logs no 505.
+        """
+        yield self.startGateway(gatewayConfig(self.mktemp()))
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        client = RawAMQPClient()
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.ports["amqp"]), client)
+        yield client.openChannel()
+        before = len(client.heard)
+        client.transport.write(CLOSE + content(1, b"late"))
+        # The rest in a later read, as a client's queue drains.
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        client.transport.write(content(1, b"later") * 3)
+        # The gateway ends the connection at the broker's Close-Ok, which
+        # RabbitMQ follows by waiting (30 s) for the client to hang up.
+        yield client.lost.addTimeout(10, reactor)
+        self.assertEqual(client.heard[before:], ["connection.close-ok"])
+        yield self.gateway.contexts["amqp"].drain("test over")
+        texts = [formatEvent(event) for event in events]
+        self.assertFalse([text for text in texts if "505" in text or "closing with" in text], texts)
+        [ended] = [event for event in events if isAuditEvent(event) and event.get("event") == "connection"]
+        self.assertEqual(ended["reason"], "client closed the connection")
