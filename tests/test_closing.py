@@ -1,9 +1,11 @@
 """
 Closing through a real gateway to the real RabbitMQ: frames a client sends
 after its own Close are dropped as the broker drops them, and the client
-gets the broker's Close-Ok (issue 21 #1, S5).
+gets the broker's Close-Ok (issue 21 #1, S5); a client answering the
+gateway's own Close ends with a clean close (issue 16 #7).
 """
 
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.logger import formatEvent, globalLogPublisher
@@ -12,7 +14,7 @@ from kaazing_promo.amqp.codec import FRAME_METHOD, PROTOCOL_HEADER, decodeMethod
 from kaazing_promo.amqp.frames import FrameReader
 from kaazing_promo.ops.audit import isAuditEvent
 from tests.support import IntegrationTestCase, gatewayConfig
-from tests.test_session import CLOSE, content, startOk
+from tests.test_session import CLOSE, CLOSE_OK, content, startOk
 
 
 class RawAMQPClient(protocol.Protocol):
@@ -50,6 +52,8 @@ class RawAMQPClient(protocol.Protocol):
 
     def connectionLost(self, reason):
         self.lost.callback(None)
+        for waiting in self._waiting.values():
+            waiting.callback(None)
 
     @defer.inlineCallbacks
     def openChannel(self):
@@ -90,16 +94,66 @@ class FramesAfterCloseTests(IntegrationTestCase):
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.ports["amqp"]), client)
         yield client.openChannel()
         before = len(client.heard)
+        closeOk = client.waitFor("connection.close-ok")
         client.transport.write(CLOSE + content(1, b"late"))
-        # The rest in a later read, as a client's queue drains.
-        yield task.deferLater(reactor, 0.2, lambda: None)
-        client.transport.write(content(1, b"later") * 3)
-        # The gateway ends the connection at the broker's Close-Ok, which
-        # RabbitMQ follows by waiting (30 s) for the client to hang up.
-        yield client.lost.addTimeout(10, reactor)
+        for _ in range(10):
+            # More in later reads, as a client's queue drains: before and
+            # after the broker's Close-Ok, for which RabbitMQ waits for the
+            # client to hang up.
+            yield task.deferLater(reactor, 0.01, lambda: None)
+            client.transport.write(content(1, b"later"))
+        yield closeOk
+        # As AMQP has it, the peer that receives Close-Ok closes the socket.
+        client.transport.loseConnection()
+        yield client.lost
         self.assertEqual(client.heard[before:], ["connection.close-ok"])
         yield self.gateway.contexts["amqp"].drain("test over")
         texts = [formatEvent(event) for event in events]
         self.assertFalse([text for text in texts if "505" in text or "closing with" in text], texts)
         [ended] = [event for event in events if isAuditEvent(event) and event.get("event") == "connection"]
         self.assertEqual(ended["reason"], "client closed the connection")
+
+
+class AnswersCloseOverWebSocket(WebSocketClientProtocol):
+    """
+    Speaks out of turn (a frame on channel 1 before the connection is
+    open), then answers the gateway's Close with Close-Ok and the WebSocket
+    close in one write, as a client closing at once does.
+    """
+
+    def onOpen(self):
+        self.reader = FrameReader(1 << 20)
+        self.heard = []
+        self.sendMessage(PROTOCOL_HEADER, isBinary=True)
+
+    def onMessage(self, payload, isBinary):
+        for frameType, channel, framePayload, raw in self.reader.feed(payload):
+            name = decodeMethod(framePayload).qualifiedName
+            self.heard.append(name)
+            if name == "connection.start":
+                self.sendMessage(encodeMethod(1, "channel.open"), isBinary=True)
+            elif name == "connection.close":
+                self.sendMessage(CLOSE_OK, isBinary=True)
+                self.sendClose(1000)
+
+    def onClose(self, wasClean, code, reason):
+        self.factory.closed.callback((wasClean, code, self.heard))
+
+
+class GatewayCloseTests(IntegrationTestCase):
+
+    @defer.inlineCallbacks
+    def test_X5_closeOkAndWebSocketCloseTogether(self):
+        """
+        Issue 16 #7: the client's Close-Ok and its WebSocket close in one
+        read end the connection with a clean close 1000, not a close
+        handshake timeout.
+        """
+        yield self.startGateway(gatewayConfig(self.mktemp()))
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{self.ports['web']}/amqp", protocols=["amqp"])
+        factory.protocol = AnswersCloseOverWebSocket
+        factory.closed = defer.Deferred()
+        reactor.connectTCP("127.0.0.1", self.ports["web"], factory)
+        wasClean, code, heard = yield factory.closed
+        self.assertEqual(heard, ["connection.start", "connection.close"])
+        self.assertEqual((wasClean, code), (True, 1000))

@@ -844,3 +844,49 @@ class ClosingTests(SessionTestsMixin, SynchronousTestCase):
         self.brokerHeard()
         self.brokerSays(OPEN_OK)
         self.assertEqual(self.brokerHeard(), PUBLISH)
+
+    def test_X5_forceCloseThenLoginRefused(self):
+        """
+        Issue 16 #7: a login refused after a forced close draws no second
+        Close and leaves the reason the connection was closed for.
+        """
+        result = defer.Deferred()
+        self.loginThenConnecting(result)
+        self.session.forceClose("reload")
+        result.errback(LoginDenied("bad-credentials", "wrong password"))
+        self.assertEqual(self.closesHeard(self.clientHeard()), [CONNECTION_FORCED])
+        self.assertEqual((self.session.outcome, self.session.reason), ("closed", "reload"))
+
+    def test_closeQueuedBeforeOpenOk(self):
+        """
+        A client Close sent before the broker's Open-Ok, with frames behind
+        it, goes to the broker once the Open-Ok is through; the frames
+        behind it are dropped.
+        """
+        self.handshake(upTo="start-ok")
+        self.brokerHeard()
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN + PUBLISH + CLOSE)
+        self.clientSays(content(1, b"late"))
+        self.brokerHeard()
+        self.brokerSays(OPEN_OK)
+        self.assertEqual(self.brokerHeard(), PUBLISH + CLOSE)
+        self.assertEqual(self.session.state, State.CLOSING)
+
+    def test_X5_gatewayCloseWhenOpenWaitsForCloseOk(self):
+        """
+        Issue 16 #7: the gateway's Close on an open connection.  The pump's
+        producer links go before the broker connection does, whose end
+        would otherwise stop (drop) the client before its Close-Ok; and a
+        client paused for a slow broker is read again, for its Close-Ok.
+        """
+        self.handshake()
+        self.client.transport.pauseProducing()
+        self.session.forceClose("reload")
+        self.assertIsNone(self.broker.transport.producer)
+        self.assertIsNone(self.client.transport.producer)
+        self.assertEqual(self.client.transport.producerState, "producing")
+        self.session.brokerConnectionLost()
+        self.assertIsNone(self.client.closed)
+        self.clientSays(CLOSE_OK)
+        self.assertEqual(self.client.closed, "normal")
