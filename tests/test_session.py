@@ -3,20 +3,24 @@ The handshake state machine and pump, in memory: a fake client, a fake
 broker, a fake clock.  Requirement IDs are in the test names.
 """
 
+import struct
+
 from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from kaazing_promo.amqp.codec import (
     ACCESS_REFUSED, ALT_PROTOCOL_HEADER, COMMAND_INVALID, CONNECTION_FORCED, FRAME_BODY, FRAME_ERROR,
-    FRAME_METHOD, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, decodeMethod, decodeSASLResponse,
+    FRAME_HEADER, FRAME_METHOD, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, decodeMethod, decodeSASLResponse,
     encodeFrame, encodeMethod)
 from kaazing_promo.amqp.frames import FrameReader
-from kaazing_promo.amqp.session import GatewaySession, State
+from kaazing_promo.amqp.session import _CLOSE_OK_WAIT, GatewaySession, State
 from kaazing_promo.amqp.broker import BrokerStartCache
 from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.config import Listener, Promotion
 from kaazing_promo.errors import LoginDenied
+from kaazing_promo.ops.audit import isAuditEvent
 from kaazing_promo.promotion import ConsolidatedPromoter, MappingPromoter, PassthroughPromoter
 from kaazing_promo.secrets import SecretStore
 
@@ -543,3 +547,353 @@ class AMQPListenerSessionTests(SessionTestsMixin, SynchronousTestCase):
         self.connectBroker()
         self.brokerSays(start())
         self.assertEqual(self.brokerHeard(), PROTOCOL_HEADER + startOk())
+
+
+CLOSE = encodeMethod(0, "connection.close", reply_code=200, reply_text="bye")
+CLOSE_OK = encodeMethod(0, "connection.close-ok")
+
+
+def content(channel, body):
+    """
+    One published message as a client sends it: basic.publish, a content
+    header frame and a body frame.
+    """
+    header = struct.pack("!HHQH", 60, 0, len(body), 0)
+    return (encodeMethod(channel, "basic.publish", routing_key="q") + encodeFrame(FRAME_HEADER, channel, header)
+            + encodeFrame(FRAME_BODY, channel, body))
+
+
+class LogEvents:
+    """
+    Every log event emitted while it is attached to the global publisher.
+    """
+
+    def __init__(self, testCase):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        testCase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def ofSession(self):
+        return [event for event in self.events if event.get("log_namespace") == GatewaySession.log.namespace]
+
+    def audited(self):
+        return [event for event in self.events if isAuditEvent(event)]
+
+
+class ClosingTests(SessionTestsMixin, SynchronousTestCase):
+    """
+    Once a Close is in the air (issue 21 #1, issue 16 #7): the gateway
+    answers like the broker, sends at most one Close of its own, logs it
+    once, and nothing moves the connection forward again.
+    """
+
+    handshake = WebSocketSessionTests.handshake
+
+    def closesHeard(self, data):
+        return [args["reply_code"] for name, args in methods(data) if name == "connection.close"]
+
+    def test_S5_framesAfterClientCloseWhenOpen(self):
+        """
+        S5 / issue 21 #1: amqplib sends Close with publishes still queued.
+        What follows the client's Close is dropped, as RabbitMQ drops it;
+        the broker connection stays until the broker's Close-Ok reaches the
+        client; the gateway sends no Close of its own.
+        """
+        self.handshake()
+        late = content(1, b"late") + content(1, b"x" * 10000)
+        self.clientSays(PUBLISH + CLOSE + late[:9])
+        self.clientSays(late[9:])
+        for _ in range(100):
+            self.clientSays(content(1, b"later"))
+        self.assertEqual(self.brokerHeard(), PUBLISH + CLOSE)
+        self.assertEqual(self.clientHeard(), b"")
+        self.assertEqual(self.session.state, State.CLOSING)
+        self.assertFalse(self.broker.transport.disconnecting)
+        self.brokerSays(CLOSE_OK)
+        self.assertEqual(self.clientHeard(), CLOSE_OK)
+        self.session.brokerConnectionLost()
+        self.assertEqual(self.session.state, State.CLOSED)
+        self.assertEqual(self.client.closed, "normal")
+        self.assertEqual(self.session.reason, "client closed the connection")
+
+    def test_S5_framesAfterClientCloseDuringHandshake(self):
+        """
+        S5: the same before the connection is open: frames after the
+        client's Close never draw a 505.
+        """
+        self.handshake(upTo="start")
+        self.clientSays(CLOSE + content(1, b"late"))
+        self.clientSays(encodeFrame(FRAME_BODY, 1, b"y" * 5000))
+        self.assertEqual(self.clientHeard(), b"")
+        self.assertEqual(self.brokerHeard(), CLOSE)
+        self.brokerSays(CLOSE_OK)
+        self.assertEqual(self.clientHeard(), CLOSE_OK)
+        self.assertEqual(self.session.state, State.CLOSED)
+
+    def test_S5_crossingClosesRelayed(self):
+        """
+        S5: the broker's Close crossing the client's reaches the client (the
+        one Close it gets); the Close-Oks of both go through.
+        """
+        self.handshake()
+        self.clientSays(CLOSE)
+        brokerClose = encodeMethod(0, "connection.close", reply_code=320, reply_text="shutdown")
+        self.brokerSays(brokerClose)
+        self.assertEqual(self.clientHeard(), brokerClose)
+        self.clientSays(CLOSE_OK)
+        self.assertEqual(self.brokerHeard(), CLOSE + CLOSE_OK)
+        self.brokerSays(CLOSE_OK)
+        self.assertEqual(self.clientHeard(), CLOSE_OK)
+
+    def test_S5_noCloseOfOwnWhileClientCloses(self):
+        """
+        S5: after the client's Close the gateway sends no Close, whatever
+        happens: a forced close (reload, expiry) or the handshake timeout
+        leaves the client's Close to the broker.
+        """
+        self.handshake(upTo="start")
+        self.clientSays(CLOSE)
+        self.session.forceClose("reload")
+        self.clock.advance(self.listener.handshake_timeout)
+        self.assertEqual(self.clientHeard(), b"")
+        self.brokerSays(CLOSE_OK)
+        self.assertEqual(self.clientHeard(), CLOSE_OK)
+        self.assertEqual(self.session.state, State.CLOSED)
+
+    def test_S5_brokerBreaksWhileClientCloses(self):
+        """
+        S5: a broker breaking the protocol after the client's Close ends the
+        connection without a Close from the gateway.
+        """
+        self.handshake(upTo="start")
+        self.clientSays(CLOSE)
+        self.brokerSays(encodeFrame(FRAME_METHOD, 0, b"\x00" * 5000))
+        self.assertEqual(self.clientHeard(), b"")
+        self.assertEqual(self.session.state, State.CLOSED)
+
+    def test_S5_clientFramesAfterBrokerClose(self):
+        """
+        S5: after the broker's Close the client's late frames are dropped;
+        its Close-Ok goes to the broker; no second Close reaches the client.
+        """
+        self.handshake(upTo="start-ok")
+        self.brokerHeard()
+        close = encodeMethod(0, "connection.close", reply_code=403, reply_text="ACCESS_REFUSED")
+        self.brokerSays(close)
+        self.clientSays(content(1, b"late") + encodeMethod(0, "connection.tune-ok"))
+        self.clientSays(CLOSE_OK)
+        self.assertEqual(self.clientHeard(), close)
+        self.assertEqual(self.brokerHeard(), CLOSE_OK)
+
+    def floodAfterGatewayClose(self):
+        """
+        Make the gateway close (505), then send 1 MiB of frames in pieces.
+
+        @return: the L{LogEvents} of the whole, and the bytes the client heard.
+        """
+        self.handshake(upTo="start")
+        logged = LogEvents(self)
+        self.clientSays(encodeMethod(1, "channel.open"))
+        flood = (content(1, b"z" * 1000) + encodeMethod(0, "connection.tune-ok")) * 1000
+        self.assertGreater(len(flood), 1 << 20)
+        for offset in range(0, len(flood), 3000):
+            self.clientSays(flood[offset:offset + 3000])
+        return logged, self.clientHeard()
+
+    def test_X5_floodAfterGatewayCloseEndsAtCloseOk(self):
+        """
+        X5 / issue 16 #7: after the gateway's Close, 1 MiB of frames draws
+        no other Close and no log line; the Close-Ok ends the connection.
+        """
+        logged, heard = self.floodAfterGatewayClose()
+        self.assertEqual(self.closesHeard(heard), [UNEXPECTED_FRAME])
+        self.assertEqual(len(logged.ofSession()), 1)
+        self.assertEqual(logged.audited(), [])
+        self.assertTrue(self.broker.transport.disconnecting)
+        self.session.brokerConnectionLost()
+        self.assertEqual(self.session.state, State.CLOSING)
+        self.clientSays(CLOSE_OK)
+        self.assertEqual(self.session.state, State.CLOSED)
+        self.assertEqual(len(logged.events), 2)
+        self.assertEqual(len(logged.audited()), 1)
+
+    def test_X5_floodAfterGatewayCloseEndsAtTimer(self):
+        """
+        X5 / issue 16 #7: a client that never answers the gateway's Close is
+        dropped after the Close-Ok wait, however much it sends.
+        """
+        logged, heard = self.floodAfterGatewayClose()
+        self.assertEqual(self.closesHeard(heard), [UNEXPECTED_FRAME])
+        self.clock.advance(_CLOSE_OK_WAIT - 0.1)
+        self.clientSays(content(1, b"more"))
+        self.assertEqual(self.session.state, State.CLOSING)
+        self.clock.advance(0.1)
+        self.assertEqual(self.session.state, State.CLOSED)
+        self.assertEqual(self.client.closed, "normal")
+        self.assertEqual(len(logged.ofSession()), 1)
+        self.assertEqual(self.clientHeard(), b"")
+
+    def test_X5_crossingCloseAfterGatewayClose(self):
+        """
+        A client Close crossing the gateway's is answered with Close-Ok, as
+        the broker answers it, and ends the connection.
+        """
+        self.handshake(upTo="start")
+        self.session.forceClose("reload")
+        self.assertEqual(self.closesHeard(self.clientHeard()), [CONNECTION_FORCED])
+        self.clientSays(CLOSE)
+        self.assertEqual(self.clientHeard(), CLOSE_OK)
+        self.assertEqual(self.session.state, State.CLOSED)
+
+    def test_X5_oneCloseWhenBrokerClosesAfterGatewayClose(self):
+        """
+        The broker's Close arriving after the gateway closed (the broker
+        connection is being dropped) does not reach the client.
+        """
+        self.handshake(upTo="start-ok")
+        self.session.forceClose("reload")
+        self.brokerSays(encodeMethod(0, "connection.close", reply_code=320, reply_text="shutdown"))
+        self.assertEqual(self.closesHeard(self.clientHeard()), [CONNECTION_FORCED])
+
+    def loginThenConnecting(self, result=None):
+        """
+        An AMQP-listener session whose login succeeded: it is connecting to
+        the broker.
+        """
+        gate = FakeAuthenticator(result or defer.succeed(GatewayUser("joe.smith")))
+        self.makeSession(avatar=None, authenticator=gate, ownStart=True)
+        self.clientSays(PROTOCOL_HEADER)
+        self.clientSays(startOk())
+        self.clientHeard()
+
+    def assertNeverOpens(self):
+        """
+        The client ignores the gateway's Close and goes on with the
+        handshake: the broker connection is dropped, the broker gets no
+        Start-Ok, the connection never opens.
+        """
+        self.assertTrue(self.broker.transport.disconnecting)
+        self.brokerSays(start())
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN)
+        self.brokerSays(OPEN_OK)
+        self.assertNotIn(b"\x00\x0a\x00\x0b", self.brokerHeard())
+        self.assertNotEqual(self.session.state, State.PASSTHROUGH)
+        self.assertEqual(len(self.closesHeard(self.clientHeard())), 1)
+        self.clock.advance(_CLOSE_OK_WAIT)
+        self.assertEqual(self.session.state, State.CLOSED)
+
+    def test_X5_gatewayCloseWhileConnecting(self):
+        """
+        Issue 16 #7: the gateway's Close while the broker connection is
+        being made: the broker connecting afterwards changes nothing.
+        """
+        self.loginThenConnecting()
+        self.assertEqual(self.session.state, State.CONNECTING)
+        self.clientSays(content(1, b"early"))
+        self.connectBroker()
+        self.assertEqual(self.brokerHeard(), b"")
+        self.assertNeverOpens()
+
+    def test_X5_forceCloseWhileConnecting(self):
+        """
+        Issue 16 #7: a forced close during the broker connection is not undone.
+        """
+        self.loginThenConnecting()
+        self.session.forceClose("reload")
+        self.connectBroker()
+        self.assertEqual(self.brokerHeard(), b"")
+        self.assertNeverOpens()
+
+    def test_X5_forceCloseWhileBrokerStarts(self):
+        """
+        Issue 16 #7: a forced close while waiting for the broker's Start.
+        """
+        self.loginThenConnecting()
+        self.connectBroker()
+        self.session.forceClose("reload")
+        self.assertEqual(self.brokerHeard(), PROTOCOL_HEADER)
+        self.assertNeverOpens()
+
+    def test_X5_forceCloseWhileAuthenticating(self):
+        """
+        Issue 16 #7: a forced close during the login: its success later
+        contacts no broker.
+        """
+        result = defer.Deferred()
+        self.loginThenConnecting(result)
+        self.session.forceClose("reload")
+        result.callback(GatewayUser("joe.smith"))
+        self.assertEqual(self.connector.attempts, [])
+
+    def test_X5_brokerUnreachableAfterGatewayClose(self):
+        """
+        The broker connection failing after the gateway closed draws no
+        second Close.
+        """
+        self.loginThenConnecting()
+        self.session.forceClose("reload")
+        _, d = self.connector.attempts[-1]
+        d.errback(ConnectionRefusedError())
+        self.assertEqual(self.closesHeard(self.clientHeard()), [CONNECTION_FORCED])
+        self.assertEqual(self.session.state, State.CLOSING)
+
+    def test_framesBeforeOpenOkKeptWhateverTheCuts(self):
+        """
+        A frame cut in two right after the client's Open reaches the broker
+        whole once Open-Ok is through.
+        """
+        self.handshake(upTo="start-ok")
+        self.brokerHeard()
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN + PUBLISH[:5])
+        self.clientSays(PUBLISH[5:])
+        self.brokerHeard()
+        self.brokerSays(OPEN_OK)
+        self.assertEqual(self.brokerHeard(), PUBLISH)
+
+    def test_X5_forceCloseThenLoginRefused(self):
+        """
+        Issue 16 #7: a login refused after a forced close draws no second
+        Close and leaves the reason the connection was closed for.
+        """
+        result = defer.Deferred()
+        self.loginThenConnecting(result)
+        self.session.forceClose("reload")
+        result.errback(LoginDenied("bad-credentials", "wrong password"))
+        self.assertEqual(self.closesHeard(self.clientHeard()), [CONNECTION_FORCED])
+        self.assertEqual((self.session.outcome, self.session.reason), ("closed", "reload"))
+
+    def test_closeQueuedBeforeOpenOk(self):
+        """
+        A client Close sent before the broker's Open-Ok, with frames behind
+        it, goes to the broker once the Open-Ok is through; the frames
+        behind it are dropped.
+        """
+        self.handshake(upTo="start-ok")
+        self.brokerHeard()
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN + PUBLISH + CLOSE)
+        self.clientSays(content(1, b"late"))
+        self.brokerHeard()
+        self.brokerSays(OPEN_OK)
+        self.assertEqual(self.brokerHeard(), PUBLISH + CLOSE)
+        self.assertEqual(self.session.state, State.CLOSING)
+
+    def test_X5_gatewayCloseWhenOpenWaitsForCloseOk(self):
+        """
+        Issue 16 #7: the gateway's Close on an open connection.  The pump's
+        producer links go before the broker connection does, whose end
+        would otherwise stop (drop) the client before its Close-Ok; and a
+        client paused for a slow broker is read again, for its Close-Ok.
+        """
+        self.handshake()
+        self.client.transport.pauseProducing()
+        self.session.forceClose("reload")
+        self.assertIsNone(self.broker.transport.producer)
+        self.assertIsNone(self.client.transport.producer)
+        self.assertEqual(self.client.transport.producerState, "producing")
+        self.session.brokerConnectionLost()
+        self.assertIsNone(self.client.closed)
+        self.clientSays(CLOSE_OK)
+        self.assertEqual(self.client.closed, "normal")

@@ -13,6 +13,14 @@ Once the broker's Open-Ok is through, bytes are pumped both ways and only
 connection-class methods the client sends on channel 0 are looked at
 (update-secret is refused; close and close-ok pass).
 
+Once a Close is in the air (CLOSING, and L{Closer} says whose) the
+connection carries no other Close and nothing moves it forward again.  The
+client is read only for a Close-Ok or a crossing Close; everything else it
+sends is dropped without a word, as RabbitMQ drops what follows a Close.
+A Close from the client or the broker is answered by the other through the
+gateway; after the gateway's own Close the broker connection is gone and
+the client's Close-Ok, or C{_CLOSE_OK_WAIT}, ends the connection.
+
 The transports (L{kaazing_promo.transport}) feed this class bytes and give
 it an L{IClientLink}-like object to write to; the broker side is a
 L{kaazing_promo.amqp.broker.BrokerProtocol}.  Neither knows anything of AMQP.
@@ -37,8 +45,9 @@ from kaazing_promo.promotion import AMQPLAIN, PLAIN, chooseMechanism
 
 _CLOSE_OK_WAIT = 1.0
 _LOCALE = "en_US"
+_CLOSE, _CLOSE_OK = 50, 51
 # Connection methods a client may send once the connection is open.
-_CLIENT_OPEN_METHODS = {50: "close", 51: "close-ok"}
+_CLIENT_OPEN_METHODS = {_CLOSE: "close", _CLOSE_OK: "close-ok"}
 _UPDATE_SECRET = 70
 
 
@@ -55,6 +64,16 @@ class State(enum.Enum):
     PASSTHROUGH = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+class Closer(enum.Enum):
+    """
+    Whose Close a closing connection is ending with, which says who answers.
+    """
+
+    CLIENT = "the client's Close went to the broker, whose Close-Ok goes back"
+    BROKER = "the broker's Close went to the client, whose Close-Ok goes back"
+    GATEWAY = "the gateway's own Close went to the client; the broker connection is dropped"
 
 
 class GatewaySession:
@@ -104,6 +123,7 @@ class GatewaySession:
         self.credentials = credentials
         self.relayStart = not ownStart
         self.state = State.HEADER
+        self.closedBy = None
         self.client = None
         self.broker = None
         self.brokerUser = None
@@ -140,6 +160,8 @@ class GatewaySession:
     def clientDataReceived(self, data):
         if self.state is State.PASSTHROUGH:
             self._pumpToBroker(data)
+        elif self.state is State.CLOSING:
+            self._readWhileClosing(data)
         elif self.state is State.HEADER:
             self._header += data
             if len(self._header) >= len(PROTOCOL_HEADER):
@@ -155,19 +177,18 @@ class GatewaySession:
             try:
                 frames = self._clientReader.feed(data)
             except AMQPError as e:
-                if self.state is State.CLOSING:
-                    return self._finish()
                 return self._fail(e.replyCode, e.text)
+            rest = b""
             for index, frame in enumerate(frames):
-                if self.state in (State.CLOSED, State.CLOSING) and frame[0] == FRAME_METHOD:
-                    self._clientFrameWhileClosing(*frame)
-                elif self.state is State.OPEN_OK:
-                    for _, _, _, raw in frames[index:]:
-                        self._queue(raw)
-                    self._queue(self._clientReader.takeRemainder())
-                    return
-                elif self.state is not State.CLOSED:
-                    self._clientFrame(*frame)
+                if self.state in (State.OPEN_OK, State.CLOSING, State.CLOSED):
+                    rest = b"".join(raw for _, _, _, raw in frames[index:])
+                    break
+                self._clientFrame(*frame)
+            if self.state in (State.OPEN_OK, State.CLOSING):
+                # What follows the Open, or a Close, is no longer the handshake's.
+                rest += self._clientReader.takeRemainder()
+                if rest:
+                    self.clientDataReceived(rest)
 
     def clientConnectionLost(self):
         """
@@ -231,17 +252,39 @@ class GatewaySession:
 
     _queuedBytes = 0
 
-    def _clientFrameWhileClosing(self, frameType, channel, payload, raw):
-        # After a Close, only Close-Ok (or a crossing Close) means anything.
-        try:
-            method = decodeMethod(payload)
-        except AMQPError:
+    def _readWhileClosing(self, data):
+        """
+        Read the client while a Close is in the air: only its Close-Ok, or a
+        Close crossing the other, means anything.  The rest is dropped as
+        RabbitMQ drops it (amqplib sends its Close with publishes still
+        queued behind it), without a Close or a log line each.
+        """
+        if self._scanner is None:
+            self._scanner = ChannelZeroScanner(self._frameMax)
+        while data and self.state is State.CLOSING:
+            try:
+                _, frame, data = self._scanner.scan(data)
+            except AMQPError:
+                # No Close-Ok can be found in a stream without frames.
+                return self._finish()
+            if frame is not None:
+                self._clientCloseMethod(*frame)
+
+    def _clientCloseMethod(self, channel, payload, raw):
+        """
+        A connection-class method from a closing client.
+        """
+        methodId = int.from_bytes(payload[2:4], "big")
+        if methodId not in (_CLOSE, _CLOSE_OK):
             return
-        if method.qualifiedName in ("connection.close-ok", "connection.close"):
-            if self.broker is not None and self._brokerClosedUs:
-                self.broker.transport.write(raw)
-            else:
-                self._finish()
+        if self.closedBy is Closer.GATEWAY:
+            if methodId == _CLOSE:
+                # Closes crossed: answered as RabbitMQ answers them.
+                self.client.write(encodeMethod(0, "connection.close-ok"))
+            return self._finish()
+        # The broker takes part in this close: it answers a Close and waits for a Close-Ok.
+        self.bytesIn += len(raw)
+        self.broker.transport.write(raw)
 
     def _startOk(self, method, raw):
         mechanism = method.args["mechanism"].encode("utf-8")
@@ -284,7 +327,7 @@ class GatewaySession:
         self._refuseLogin(failure.value, mechanism)
 
     def _refuseLogin(self, denial, mechanism):
-        if self.state is State.CLOSED:
+        if self.state in (State.CLOSING, State.CLOSED):
             return
         self.outcome, self.reason = denial.outcome, denial.reason
         text = f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism.decode()}"
@@ -322,17 +365,22 @@ class GatewaySession:
         self.outcome, self.reason = "closed", "client closed the connection"
         if self.broker is not None and self.broker.transport is not None and self.state not in (
                 State.CONNECTING, State.BROKER_START):
-            self.state = State.CLOSING
-            self._brokerClosedUs = True
+            self._closing(Closer.CLIENT)
             self.broker.transport.write(raw)
         else:
+            # No broker handshake to end: the gateway answers as the broker would.
             self.client.write(encodeMethod(0, "connection.close-ok"))
             self._finish()
 
+    def _closing(self, closer):
+        self.state = State.CLOSING
+        self.closedBy = closer
+
     # -- the broker side ---------------------------------------------------
 
-    _brokerClosedUs = False
     _frameMax = 131072
+    # Whether the broker's Open-Ok passed: from then on its bytes are relayed as they come.
+    _opened = False
 
     def _connectBroker(self):
         self.state = State.CONNECTING
@@ -341,7 +389,8 @@ class GatewaySession:
         d.addErrback(self._internalError)
 
     def _brokerConnected(self, broker):
-        if self.state is State.CLOSED:
+        if self.state is not State.CONNECTING:
+            # Closed, or closing, meanwhile: nothing moves the session on again.
             broker.transport.loseConnection()
             return
         self.broker = broker
@@ -349,7 +398,7 @@ class GatewaySession:
         broker.transport.write(PROTOCOL_HEADER)
 
     def _brokerUnreachable(self, failure):
-        if self.state is State.CLOSED:
+        if self.state is not State.CONNECTING:
             return
         self.log.warn("{source}: broker unreachable: {error}", source=self.source,
                       error=failure.getErrorMessage())
@@ -360,7 +409,10 @@ class GatewaySession:
         self._fail(CONNECTION_FORCED, "CONNECTION_FORCED - broker unavailable", log=False)
 
     def brokerDataReceived(self, data):
-        if self.state is State.PASSTHROUGH or (self.state is State.CLOSING and self._scanner is not None):
+        if self.broker is None:
+            # A broker connection the gateway has dropped: what it still says is not heard.
+            return
+        if self._opened:
             self.bytesOut += len(data)
             self.client.write(data)
             return
@@ -369,7 +421,7 @@ class GatewaySession:
         except AMQPError as e:
             return self._brokerBroke(f"broker sent a bad frame: {e.text}")
         for frameType, channel, payload, raw in frames:
-            if self.state is State.CLOSED:
+            if self.broker is None:
                 return
             if frameType != FRAME_METHOD or channel != 0:
                 if self.state is State.CLOSING:
@@ -390,12 +442,13 @@ class GatewaySession:
     def _brokerMethod(self, method, raw):
         name = method.name
         if name == "close":
+            if self.closedBy is Closer.BROKER:
+                return
             if self.state is State.TUNE:
                 self.outcome, self.reason = "broker-refused", method.args["reply_text"]
             elif self.state is not State.CLOSING:
                 self.outcome, self.reason = "closed", f"broker closed: {method.args['reply_text']}"
-            self._brokerClosedUs = True
-            self.state = State.CLOSING
+            self._closing(Closer.BROKER)
             self.client.write(raw)
         elif name == "close-ok" and self.state is State.CLOSING:
             self.client.write(raw)
@@ -449,7 +502,8 @@ class GatewaySession:
             heartbeat=method.args["heartbeat"]))
 
     def brokerConnectionLost(self):
-        if self.state is State.CLOSED:
+        if self.broker is None:
+            # Dropped by the gateway, which waits for the client's Close-Ok or has finished.
             return
         if self.state is State.TUNE:
             # RabbitMQ drops a refused login without a Close unless the client
@@ -473,6 +527,7 @@ class GatewaySession:
 
     def _enterPassthrough(self):
         self.state = State.PASSTHROUGH
+        self._opened = True
         self.outcome, self.reason = "ok", ""
         self._cancelTimers()
         self._deadline.met()
@@ -492,8 +547,7 @@ class GatewaySession:
         brokerTransport.registerProducer(clientTransport, True)
         queued, self._queued = self._queued, []
         for data in queued:
-            if self.state is State.PASSTHROUGH:
-                self._pumpToBroker(data)
+            self.clientDataReceived(data)
 
     def _pumpToBroker(self, data):
         scanner = self._scanner
@@ -516,11 +570,12 @@ class GatewaySession:
             if methodId not in _CLIENT_OPEN_METHODS:
                 return self._fail(COMMAND_INVALID, f"COMMAND_INVALID - connection method {methodId} "
                                                    "on an open connection", classMethod=(10, methodId))
-            if methodId == 50:
-                self.outcome, self.reason = "closed", "client closed the connection"
-                self.state = State.CLOSING
             self.bytesIn += len(raw)
             write(raw)
+            if methodId == _CLOSE:
+                self.outcome, self.reason = "closed", "client closed the connection"
+                self._closing(Closer.CLIENT)
+                return self._readWhileClosing(data)
 
     # -- endings -----------------------------------------------------------
 
@@ -548,6 +603,13 @@ class GatewaySession:
         """
         if self.state is State.CLOSED:
             return
+        if self.state is State.CLOSING:
+            # A Close is in the air already, and a connection carries one at
+            # most: the gateway's own waits for its Close-Ok; any other close
+            # ends here.
+            if self.closedBy is not Closer.GATEWAY:
+                self._finish()
+            return
         if log:
             self.log.info("{source}: closing with {code}: {text}", source=self.source, code=replyCode, text=text)
             if self.outcome in ("ok", "closed") and self.reason in ("",):
@@ -557,18 +619,31 @@ class GatewaySession:
         if method is not None:
             classMethod = (method.classId, method.methodId)
         if self.broker is not None and self.broker.transport is not None:
+            self._stopPump()
             self.broker.transport.loseConnection()
             self.broker = None
         if self.state is State.HEADER:
             return self._finish()
-        self.state = State.CLOSING
-        self._brokerClosedUs = False
+        self._closing(Closer.GATEWAY)
         self._scanner = None
         self.client.write(encodeMethod(
             0, "connection.close", reply_code=replyCode,
             reply_text=text.encode("utf-8")[:255].decode("utf-8", "ignore"),
             class_id=classMethod[0], method_id=classMethod[1]))
         self._timers.append(self.clock.callLater(_CLOSE_OK_WAIT, self._finish))
+
+    def _stopPump(self):
+        """
+        Undo the pump's producer links, before the broker connection goes
+        while the client is still to send its Close-Ok: a transport that
+        ends stops its producer, which for the client's means dropping it,
+        and a client paused for a slow broker must be read again.
+        """
+        if self._opened:
+            clientTransport, brokerTransport = self.client.transport, self.broker.transport
+            clientTransport.unregisterProducer()
+            brokerTransport.unregisterProducer()
+            clientTransport.resumeProducing()
 
     def _handshakeTimedOut(self):
         if self.state not in (State.PASSTHROUGH, State.CLOSING, State.CLOSED):

@@ -192,7 +192,9 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         stream, handBack = frames.feed(data)
         if stream:
             self.session.clientDataReceived(stream)
-        if handBack is not None and self.state == self.STATE_OPEN:
+        if handBack is not None and self.state != self.STATE_CLOSED:
+            # Closing too: the client's close frame may follow its last message
+            # (AMQP Close-Ok) in the same read, and is the reply Autobahn waits for.
             parseFrames(self, handBack)
 
     def onMessage(self, payload, isBinary):
@@ -214,6 +216,13 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         # Autobahn resolves is_closed with the protocol itself, a cycle that
         # would keep the closed connection for the garbage collector.
         self.is_closed = defer.succeed(None)
+
+    def dropConnection(self, abort=False):
+        if abort and self.wasClean:
+            # Autobahn aborts once the client's close frame answers ours; when
+            # the two crossed, ours may still be in the write buffer: let it out.
+            abort = False
+        WebSocketServerProtocol.dropConnection(self, abort)
 
     def onClose(self, wasClean, code, reason):
         session, self.session = self.session, None
