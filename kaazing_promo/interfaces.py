@@ -9,6 +9,7 @@ L{IIdentityPromoter}: nothing else knows which realm or mode is in use.
 """
 
 import attr
+from twisted.cred.checkers import ICredentialsChecker
 from zope.interface import Attribute, Interface
 
 
@@ -73,6 +74,21 @@ class IIdentityPromoter(Interface):
         @param requested: L{str}, the client's Connection.Open virtual-host.
         @return: L{str}, the virtual host sent to the broker.
         @raise PromotionRefused: the user may not use C{requested}.
+        """
+
+    def knownBrokerUsers():
+        """
+        @return: the broker accounts this promoter will certainly use (a
+            L{frozenset} of L{str}): each must have a secret at start-up.
+        """
+
+    def reconfigure(settings):
+        """
+        Take a reloaded C{[promotion]} section (its C{map} and C{token_ttl}
+        may change on a live gateway).
+
+        @return: L{True} if the promoter uses what changed, L{False} if it
+            ignores it (the reload says so).
         """
 
 
@@ -200,6 +216,15 @@ class IAuthenticator(Interface):
             WebSocket on C{listener} from the host of C{source}.
         """
 
+    def stillAllowed(avatar, listener):
+        """
+        Whether the person behind C{avatar} may still be connected to
+        C{listener} (after a reload): the realm's current view of them,
+        C{require_groups}, the promoter.
+
+        @return: L{None}, or C{(reason for the operator, reason for the client)}.
+        """
+
     def redeemTicket(ticket, listener, source):
         """
         Spend a ticket, checking again that its user may still log in on
@@ -212,7 +237,8 @@ class IAuthenticator(Interface):
 
 class IUserStatus(Interface):
     """
-    What a realm says of a user it vouched for earlier (a ticket's).
+    What a realm says of a user it vouched for earlier (a ticket's, a live
+    connection's after a reload).
     """
 
     def current(avatar):
@@ -220,4 +246,49 @@ class IUserStatus(Interface):
         @param avatar: an L{IGatewayUser} this realm vouched for.
         @return: the user as the realm knows them now (groups may have
             changed), or L{None} if they may no longer log in.
+        """
+
+
+class IRealmChecker(ICredentialsChecker, IUserStatus):
+    """
+    A checker of the gateway's realms (internal, delegated).
+    """
+
+    concurrency = Attribute("How many password checks it runs at once (L{int}): the login queue's slots.")
+    metrics = Attribute("An L{kaazing_promo.ops.metrics.IRealmMetrics} it reports to, or L{None}.")
+
+
+class IReloadableUsers(IRealmChecker):
+    """
+    A realm reading its users from files (users.cnf and an overlay) that
+    can change on a live gateway.
+    """
+
+    path = Attribute("The users.cnf read (L{str}).")
+    userCount = Attribute("How many users the last successful read holds (L{int}).")
+    unsupportedHashes = Attribute("C{{passHash format: number of users}} that cannot log in.")
+
+    def reload():
+        """
+        Read the users again, off the reactor thread.
+
+        @return: a L{Deferred} firing L{True} (reloaded) or L{False} (kept the
+            old users, the log says why); it never fails.
+        """
+
+    def mtimeChanged():
+        """
+        @return: whether the files changed since they were last read.
+        """
+
+
+class IRevalidating(IRealmChecker):
+    """
+    A realm whose results expire (X3), asked again with the credentials a
+    live connection kept.
+    """
+
+    def revalidate(credentials):
+        """
+        @return: as L{ICredentialsChecker.requestAvatarId}, ignoring any cache.
         """

@@ -44,6 +44,26 @@ def chooseMechanism(mechanisms):
     raise PromotionRefused(f"the broker offers neither PLAIN nor AMQPLAIN (it offers {offered!r})")
 
 
+def pinVhost(pinned, requested):
+    """
+    X2: the virtual host a connection opens: C{[promotion] vhost} when it is
+    set, whatever the client asked, else what the client asked.
+    """
+    return requested if pinned is None else pinned
+
+
+def mappedUser(table, avatar):
+    """
+    P4: C{avatar}'s broker user in C{[promotion.map]}.
+
+    @raise PromotionRefused: the table has no entry for the user.
+    """
+    try:
+        return table[avatar.user]
+    except KeyError:
+        raise PromotionRefused(f"gateway user {avatar.user!r} has no entry in [promotion.map]") from None
+
+
 @implementer(IIdentityPromoter)
 class _BrokerAccountPromoter:
     """
@@ -63,10 +83,13 @@ class _BrokerAccountPromoter:
     def knownBrokerUsers(self):
         """
         @return: the broker users this promoter can name without seeing a
-            person (their secrets must exist at start-up), or L{None} when
-            it cannot tell.
+            person (their secrets must exist at start-up); none when it
+            cannot tell.
         """
-        return None
+        return frozenset()
+
+    def reconfigure(self, settings):
+        return False
 
     def authorize(self, avatar):
         brokerUser = self.brokerUser(avatar)
@@ -79,9 +102,7 @@ class _BrokerAccountPromoter:
         return AMQPIdentity(brokerUser, self._secrets.get(brokerUser))
 
     def vhost(self, avatar, requested):
-        if self._pinnedVhost is not None:
-            return self._pinnedVhost
-        return requested
+        return pinVhost(self._pinnedVhost, requested)
 
 
 class IdentityPromoter(_BrokerAccountPromoter):
@@ -107,15 +128,13 @@ class MappingPromoter(_BrokerAccountPromoter):
         Take a reloaded C{[promotion.map]}.
         """
         self._map = dict(settings.map)
+        return True
 
     def knownBrokerUsers(self):
-        return set(self._map.values())
+        return frozenset(self._map.values())
 
     def brokerUser(self, avatar):
-        try:
-            return self._map[avatar.user]
-        except KeyError:
-            raise PromotionRefused(f"gateway user {avatar.user!r} has no entry in [promotion.map]")
+        return mappedUser(self._map, avatar)
 
 
 class ConsolidatedPromoter(_BrokerAccountPromoter):
@@ -128,7 +147,7 @@ class ConsolidatedPromoter(_BrokerAccountPromoter):
         self._user = settings.user
 
     def knownBrokerUsers(self):
-        return {self._user}
+        return frozenset({self._user})
 
     def brokerUser(self, avatar):
         return self._user
@@ -153,9 +172,13 @@ class PassthroughPromoter:
         return None
 
     def vhost(self, avatar, requested):
-        if self._pinnedVhost is not None:
-            return self._pinnedVhost
-        return requested
+        return pinVhost(self._pinnedVhost, requested)
+
+    def knownBrokerUsers(self):
+        return frozenset()
+
+    def reconfigure(self, settings):
+        return False
 
 
 @implementer(IPlugin, IPromoterFactory)

@@ -140,8 +140,7 @@ class GatewayService(service.MultiService):
                 key=hmac.new(self.ticketKey, b"kaazing-promo broker tokens", hashlib.sha256).digest())
         # A broker account the promoter will certainly use must have a secret now,
         # not at the first login.
-        known = getattr(self.promoter, "knownBrokerUsers", lambda: None)()
-        missing = sorted((known or set()) - self.secrets.names())
+        missing = sorted(self.promoter.knownBrokerUsers() - self.secrets.names())
         if missing:
             raise ConfigError(
                 f"{config.path}: [promotion]: no broker secret for {', '.join(map(repr, missing))} in "
@@ -156,7 +155,7 @@ class GatewayService(service.MultiService):
         self.contexts = {}
         self.authenticator = Authenticator(
             self.portal, self.checker, self.promoter, TicketBook(reactor, self.ticketKey), reactor,
-            slots=getattr(self.checker, "concurrency", 1))
+            slots=1 if self.checker is None else self.checker.concurrency)
         for listener in config.listeners:
             context = ListenerContext(listener, self.promoter, self.brokerConnector, self.startCache,
                                       reactor, self.authenticator, self.lifetime)
@@ -198,6 +197,7 @@ class GatewayService(service.MultiService):
             self.admin = buildAdminService(self)
             if self.admin is not None:
                 self.admin.setServiceParent(self)
+        self.workers = None
         if config.workers > 1 and not self.isWorker:
             self.workers = WorkerPool(self, apigwDir)
             self.workers.setServiceParent(self)

@@ -41,7 +41,7 @@ from zope.interface import implementer
 from kaazing_promo.errors import PromotionRefused
 from kaazing_promo.interfaces import ITokenBook, ITokenPromoter
 from kaazing_promo.permissions import Grant, PermissionTable
-from kaazing_promo.promotion import AMQPIdentity
+from kaazing_promo.promotion import AMQPIdentity, mappedUser, pinVhost
 from kaazing_promo.secrets import Secret
 
 NONCE_BYTES = 16
@@ -236,14 +236,16 @@ class TokenPromoter:
         """
         self._map = dict(settings.map)
         self.tokenBook.ttl = settings.token_ttl
+        return True
+
+    def knownBrokerUsers(self):
+        # Tokens need no broker secrets.
+        return frozenset()
 
     def brokerUser(self, avatar):
         if not self._map:
             return avatar.user
-        try:
-            return self._map[avatar.user]
-        except KeyError:
-            raise PromotionRefused(f"gateway user {avatar.user!r} has no entry in [promotion.map]")
+        return mappedUser(self._map, avatar)
 
     def authorize(self, avatar):
         brokerUser = self.brokerUser(avatar)
@@ -260,6 +262,4 @@ class TokenPromoter:
 
     def vhost(self, avatar, requested):
         # The broker asks /auth/vhost; the table is answered there, once.
-        if self._pinnedVhost is not None:
-            return self._pinnedVhost
-        return requested
+        return pinVhost(self._pinnedVhost, requested)

@@ -209,13 +209,13 @@ class LoginTests(CheckerTestMixin, SynchronousTestCase):
         self.assertEqual(self.checker.userCount, 5)
         self.assertEqual(self.checker.path, self.path)
 
-    def test_isActive(self):
+    def test_current(self):
         """
-        U2: only present, enabled users with a usable hash are active.
+        U2: only present, enabled users with a usable hash may still log in (tickets, reloads).
         """
-        self.assertTrue(self.checker.isActive("alice"))
+        self.assertTrue(self.checker.current(GatewayUser("alice")))
         for name in ("nobody", "disabled", "nohash", "webm"):
-            self.assertFalse(self.checker.isActive(name), name)
+            self.assertFalse(self.checker.current(GatewayUser(name)), name)
 
 
 class OverlayTests(CheckerTestMixin, SynchronousTestCase):
@@ -363,8 +363,8 @@ class ReloadTests(CheckerTestMixin, SynchronousTestCase):
         self.assertTrue(self.successResultOf(self.checker.reload()))
         self.assertEqual(self.login("bob", "bob-pw").user, "bob")
         self.assertIsInstance(self.login("joe.smith", "joe-pw"), UnauthorizedLogin)
-        self.assertFalse(self.checker.isActive("joe.smith"))
-        self.assertTrue(self.checker.isActive("bob"))
+        self.assertFalse(self.checker.current(GatewayUser("joe.smith")))
+        self.assertTrue(self.checker.current(GatewayUser("bob")))
 
     def test_reloadDisables(self):
         """
@@ -373,7 +373,7 @@ class ReloadTests(CheckerTestMixin, SynchronousTestCase):
         self.users[0] = UserEntry("alice", self.users[0].passHash, {"Everyone"}, False)
         writeUsersCnf(self.path, self.users, self.groups)
         self.successResultOf(self.checker.reload())
-        self.assertFalse(self.checker.isActive("alice"))
+        self.assertFalse(self.checker.current(GatewayUser("alice")))
 
     def test_brokenFileKeepsOldUsers(self):
         """
@@ -395,7 +395,7 @@ class ReloadTests(CheckerTestMixin, SynchronousTestCase):
         """
         os.remove(self.path)
         self.assertFalse(self.successResultOf(self.checker.reload()))
-        self.assertTrue(self.checker.isActive("alice"))
+        self.assertTrue(self.checker.current(GatewayUser("alice")))
 
     def test_reloadRunsInThreadPool(self):
         """
@@ -456,7 +456,7 @@ class ReloadTests(CheckerTestMixin, SynchronousTestCase):
         writeUsersCnf(self.path, self.users, self.groups)
         self.reactor.advance(2.0)
         self.assertEqual(self.pool.calls, calls + 1)
-        self.assertTrue(self.checker.isActive("bob"))
+        self.assertTrue(self.checker.current(GatewayUser("bob")))
 
 
 class RealThreadPoolTests(TestCase):

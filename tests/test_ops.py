@@ -19,13 +19,15 @@ from twisted.logger import Logger, LogLevel, eventsFromJSONLogFile, formatEvent,
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import getChildForRequest
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface import directlyProvides
 from zope.interface.verify import verifyObject
 
 from kaazing_promo import tap
 from kaazing_promo.amqp.session import State
 from kaazing_promo.auth.avatar import ANONYMOUS, GatewayUser
 from kaazing_promo.auth.userscnf import UserEntry
-from kaazing_promo.config import loadConfig, parseConfig
+from kaazing_promo.config import Listener, loadConfig, parseConfig
+from kaazing_promo.interfaces import IReloadableUsers
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.ops import admin, audit, reload as reloading
 from kaazing_promo.ops.admin import Readiness, buildAdminResource, buildAdminService
@@ -76,6 +78,7 @@ class FakeSession:
     def __init__(self, user=None, realm="internal", bytesIn=0, bytesOut=0, paused=False,
                  state=State.PASSTHROUGH, source="10.0.0.1:40000", groups=()):
         self.avatar = GatewayUser(user, groups, realm=realm) if user else None
+        self.listener = Listener(name="amqp", protocol="amqp", endpoint="tcp:0")
         self.source = source
         self.bytesIn, self.bytesOut = bytesIn, bytesOut
         self.client = FakeSide(paused)
@@ -378,7 +381,7 @@ def fakeGateway(userAuth="off", checker=None, answers=True, **top):
     document.update(top)
     config = parseConfig(document, "/etc/kp/gateway.toml")
     return SimpleNamespace(config=config, reactor=Clock(), contexts={},
-                           checker=checker, authenticator=SimpleNamespace(scheduler=None),
+                           checker=checker, authenticator=SimpleNamespace(scheduler=None), isWorker=False,
                            brokerConnector=FakeConnector(answers), startCache=object())
 
 
@@ -456,6 +459,7 @@ class HealthTests(SynchronousTestCase):
         X4: the internal realm is ready when users are loaded.
         """
         checker = SimpleNamespace(userCount=0, path="/etc/kp/config/users.cnf")
+        directlyProvides(checker, IReloadableUsers)
         gateway = fakeGateway("internal", checker)
         readiness, root = self.build(gateway)
         self.successResultOf(readiness.refresh())
@@ -722,7 +726,7 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         result = self.reload()
         self.assertEqual(result["users"], False)
         self.assertEqual(joe.forced, [])
-        self.assertTrue(self.gateway.checker.isActive("joe.smith"))
+        self.assertTrue(self.gateway.checker.current(GatewayUser("joe.smith")))
 
     def test_S2_anonymousAndUnauthenticatedUntouched(self):
         """

@@ -29,7 +29,7 @@ from zope.interface import implementer
 from kaazing_promo.auth.avatar import ANONYMOUS
 from kaazing_promo.auth.limits import FailureWindow, KnownHosts
 from kaazing_promo.auth.scheduler import ClientGone, FairScheduler, Overloaded
-from kaazing_promo.errors import LoginDenied
+from kaazing_promo.errors import LoginDenied, PromotionRefused
 from kaazing_promo.interfaces import IAuthenticator, IGatewayUser, LoginAttempt
 from kaazing_promo.ops.audit import auditLogin
 
@@ -137,22 +137,42 @@ class Authenticator:
 
     def _authorize(self, attempt, avatar, audit=True):
         """
-        The listener's rules for an authenticated C{avatar}: C{require_groups},
-        then whether the promoter can promote it.
+        The listener's rules for an authenticated C{avatar}.
 
         @return: C{avatar}, or a failed L{Deferred}.
         """
-        requireGroups = attempt.listener.require_groups
-        if requireGroups and not (frozenset(requireGroups) & (avatar.groups | avatar.access_profiles)):
-            return self._refuse(attempt, LoginDenied("unauthorized", "not in any of require_groups"), avatar.user)
-        try:
-            brokerUser = self._promoter.authorize(avatar)
-        except Exception as e:
-            return self._refuse(attempt, LoginDenied("unauthorized", getattr(e, "reason", str(e))), avatar.user)
+        denial, brokerUser = self._ruleOut(avatar, attempt.listener)
+        if denial is not None:
+            return self._refuse(attempt, denial, avatar.user)
         if audit:
             auditLogin(attempt.listener.name, attempt.source, "ok", gateway_user=avatar.user,
                        broker_user=brokerUser)
         return avatar
+
+    def _ruleOut(self, avatar, listener):
+        """
+        C{require_groups}, then whether the promoter can promote C{avatar}.
+
+        @return: C{(None, broker user)}, or C{(LoginDenied, None)} (outcome
+            C{unauthorized}).
+        """
+        requireGroups = listener.require_groups
+        if requireGroups and not (frozenset(requireGroups) & (avatar.groups | avatar.access_profiles)):
+            return LoginDenied("unauthorized", "not in any of require_groups"), None
+        try:
+            return None, self._promoter.authorize(avatar)
+        except PromotionRefused as e:
+            return LoginDenied("unauthorized", e.reason), None
+
+    def stillAllowed(self, avatar, listener):
+        current = avatar if self._userStatus is None else self._userStatus.current(avatar)
+        if current is None:
+            return "removed or disabled in the realm", "user removed or disabled"
+        denial, _ = self._ruleOut(current, listener)
+        if denial is not None:
+            # The client learns only that its access went, not why.
+            return denial.reason, "access revoked"
+        return None
 
     def _refuse(self, attempt, denial, user=None):
         """

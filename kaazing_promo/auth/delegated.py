@@ -35,7 +35,6 @@ from OpenSSL import SSL
 from service_identity import CertificateError, VerificationError
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
-from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
@@ -55,7 +54,7 @@ from zope.interface import implementer
 
 from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.errors import ConfigError
-from kaazing_promo.interfaces import IUserStatus
+from kaazing_promo.interfaces import IRevalidating
 from kaazing_promo.secrets import Secret
 
 AUTHENTICATE_PATH = "/rest/apigateway/authenticate"
@@ -252,7 +251,7 @@ def _checkURL(url):
     return url.rstrip("/")
 
 
-@implementer(ICredentialsChecker, IUserStatus)
+@implementer(IRevalidating)
 class DelegatedChecker:
     """
     Checks user names and passwords against an API Gateway's
@@ -325,10 +324,9 @@ class DelegatedChecker:
     def current(self, avatar):
         """
         L{IUserStatus}: the API Gateway is asked only with a password, so a
-        user it vouched for stays valid until the C{expires} it granted.
+        user it vouched for stays as it was; its C{expires} is X3's business
+        (L{kaazing_promo.auth.lifetime}).
         """
-        if avatar.expires is not None and avatar.expires <= self._clock.seconds():
-            return None
         return avatar
 
     def requestAvatarId(self, credentials):

@@ -18,7 +18,6 @@ import tempfile
 import tomllib
 
 from twisted.application.internet import TimerService
-from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import DeferredLock, succeed
@@ -31,7 +30,7 @@ from kaazing_promo.auth import passhash
 from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.auth.userscnf import UsersCnfError, parseUsersCnf, parseUsersCnfStream
 from kaazing_promo.errors import ConfigError
-from kaazing_promo.interfaces import IUserStatus
+from kaazing_promo.interfaces import IReloadableUsers
 
 #: What every refused client is told, whatever the reason.
 REFUSED = "invalid user name or password"
@@ -117,7 +116,7 @@ class _Loaded:
         self.signature = signature
 
 
-@implementer(ICredentialsChecker, IUserStatus)
+@implementer(IReloadableUsers)
 class InternalChecker:
     """
     Checks user names and passwords against a users.cnf (U2).
@@ -311,13 +310,6 @@ class InternalChecker:
 
     def _entry(self, username):
         return None if self._loaded is None else self._loaded.users.users.get(username)
-
-    def isActive(self, username):
-        """
-        @return: whether C{username} is still present, enabled and has a
-            hash it can log in with, as of the last successful (re)load.
-        """
-        return _refusal(self._entry(username)) is None
 
     def _avatar(self, entry):
         return GatewayUser(entry.name, entry.groups, realm="internal")

@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from kaazing_promo.adapters.twistedinternals import listenOrFail, whenListening
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.interfaces import IReloadableUsers
 from kaazing_promo.ops.metrics import GatewayMetrics, MetricsResource, MetricsService
 
 PROBE_INTERVAL = 5.0
@@ -153,7 +154,7 @@ class Readiness:
         if config.user_auth == "off" or checker is None:
             self._record("realm", True, "user_auth is off")
             return defer.succeed(None)
-        if config.user_auth == "internal":
+        if IReloadableUsers.providedBy(checker):
             count = checker.userCount
             self._record("realm", count > 0, f"{count} users loaded from {checker.path}")
             return defer.succeed(None)
@@ -302,7 +303,7 @@ def buildAdminService(gateway):
     description = config.admin.endpoint
     if not description:
         return None
-    if getattr(gateway, "isWorker", False):
+    if gateway.isWorker:
         # The master serves the admin endpoint; a worker binding it too would fail.
         return None
     try:

@@ -240,7 +240,7 @@ class MetricsService(service.Service):
 
     def stopService(self):
         self._publisher.removeObserver(self.metrics.observe)
-        if self.checker is not None and getattr(self.checker, "metrics", None) is self.metrics:
+        if self.checker is not None and self.checker.metrics is self.metrics:
             self.checker.metrics = None
         return service.Service.stopService(self)
 

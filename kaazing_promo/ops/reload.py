@@ -28,7 +28,7 @@ from kaazing_promo.amqp.session import State
 from kaazing_promo.auth.internal import UsersCnfWatcher
 from kaazing_promo.config import loadConfig
 from kaazing_promo.errors import ConfigError
-from kaazing_promo.interfaces import ITokenPromoter
+from kaazing_promo.interfaces import IReloadableUsers, ITokenPromoter
 
 log = Logger(namespace="kaazing_promo.ops.reload")
 
@@ -99,12 +99,9 @@ class ReloadService(service.MultiService):
         self._installed = False
         self._previousHandler = None
         self._lock = defer.DeferredLock()
-        checker = self._checker()
-        if checker is not None and hasattr(checker, "mtimeChanged"):
+        checker = self.gateway.checker
+        if IReloadableUsers.providedBy(checker):
             UsersCnfPoll(self, checker, pollInterval).setServiceParent(self)
-
-    def _checker(self):
-        return self.gateway.checker
 
     # SIGHUP
 
@@ -134,8 +131,8 @@ class ReloadService(service.MultiService):
         log.info("SIGHUP: reloading users.cnf, the broker secrets and the configuration's live settings")
         self.reload()
         # systemd signals the master only (kill -HUP $MAINPID); its workers reload too.
-        pool = getattr(self.gateway, "workers", None)
-        for worker in getattr(pool, "processes", ()):
+        pool = self.gateway.workers
+        for worker in (pool.processes if pool is not None else ()):
             if worker.transport is not None and worker.transport.pid is not None:
                 worker.transport.signalProcess("HUP")
 
@@ -184,8 +181,8 @@ class ReloadService(service.MultiService):
         return result
 
     def _reloadUsers(self):
-        checker = self._checker()
-        if checker is None or not hasattr(checker, "reload"):
+        checker = self.gateway.checker
+        if not IReloadableUsers.providedBy(checker):
             return defer.succeed(None)
         # The checker logs a failure itself, with the reason, and keeps its users.
         return checker.reload()
@@ -215,14 +212,12 @@ class ReloadService(service.MultiService):
                      path=old.path, settings=", ".join(restart))
         promotion = attr.evolve(old.promotion, map=new.promotion.map, token_ttl=new.promotion.token_ttl)
         if promotion != old.promotion:
-            reconfigure = getattr(gateway.promoter, "reconfigure", None)
-            if reconfigure is None:
-                log.warn("reload: [promotion.map] changed, but promotion mode {mode!r} does not use it",
-                         mode=old.promotion.mode)
-            else:
-                reconfigure(promotion)
+            if gateway.promoter.reconfigure(promotion):
                 log.info("reload: [promotion.map] ({count} entries) and token_ttl applied",
                          count=len(promotion.map))
+            else:
+                log.warn("reload: [promotion.map] changed, but promotion mode {mode!r} does not use it",
+                         mode=old.promotion.mode)
         if new.permissions != old.permissions and ITokenPromoter.providedBy(gateway.promoter):
             # The broker asks about every operation, so live connections
             # get the new table from their next question on.
@@ -239,19 +234,10 @@ class ReloadService(service.MultiService):
             and the audit)} when C{session}'s person may no longer be
             connected, else L{None}.
         """
-        avatar = getattr(session, "avatar", None)
+        avatar = session.avatar
         if avatar is None or avatar.realm == "anonymous":
             return None
-        checker = self._checker()
-        isActive = getattr(checker, "isActive", None)
-        if isActive is not None and avatar.realm == "internal" and not isActive(avatar.user):
-            return "removed or disabled in users.cnf", "user removed or disabled"
-        try:
-            self.gateway.promoter.authorize(avatar)
-        except Exception as e:
-            # The client learns only that its access went, not why.
-            return getattr(e, "reason", None) or str(e), "access revoked"
-        return None
+        return self.gateway.authenticator.stillAllowed(avatar, session.listener)
 
     def closeRevoked(self):
         """
