@@ -1,6 +1,7 @@
 """
 Issue 7: hostile HTTP on the upgrade, secrets that never reach a log, and
-the broker closing, stopping and coming back.
+the broker closing, stopping and coming back.  Issue 16: client text that
+would forge log lines.
 """
 
 import base64
@@ -12,10 +13,12 @@ from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from kaazing_promo.ops.audit import isAuditEvent
 from tests.rabbitnode import DedicatedNodeMixin
 from tests.support import (
     GatewayTestMixin, basicHeader, closeClient, connectTCP, connectWebSocket, gatewayConfig, rabbitmqctl, roundTrip,
     uniqueName)
+from tests.test_logtext import FORGED_USER, FORGED_VHOST, assertOneSafeLine, captureEvents
 from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, rawRequest, upgradeRequest
 
 ALLOWED = (b" 400 ", b" 401 ", b" 403 ", b" 426 ", b" 431 ")
@@ -123,6 +126,40 @@ class SecretsNeverLoggedTests(PromotionTestCase):
                 self.assertNotIn(secret, text)
 
 
+class ForgedLogLineTests(PromotionTestCase):
+    """
+    Issue 16 finding 6: a user name and a vhost holding CR, LF, ESC and a
+    fake C{login ok ... gateway_user=admin} line, sent through the real
+    listeners, give one text log line per event with the escapes visible.
+    """
+
+    @defer.inlineCallbacks
+    def test_clientTextEscapedInTheLog(self):
+        events = captureEvents(self)
+        upgrade = upgradeRequest(b"Authorization: " + basicHeader(FORGED_USER, "nope")["Authorization"].encode()
+                                 + b"\r\n")
+        response = yield rawRequest(self.ports["web"], upgrade)
+        self.assertIn(b" 401 ", statusLine(response))
+        yield self.assertFailure(connectTCP(self.ports["amqp"], FORGED_USER, "nope"), Exception)
+        # Autobahn quotes a bad key in the reason it logs (and sends); C1
+        # controls (CSI, NEL) pass its header check.
+        response = yield rawRequest(self.ports["web"], upgradeRequest(b"Sec-WebSocket-Key: \x9b31m\x85forged\r\n"))
+        self.assertIn(b" 400 ", statusLine(response))
+        self.assertIn(b"\\x9b31m\\x85forged", statusLine(response))
+        # The right password and a vhost that is a log line of its own: the
+        # broker refuses the vhost, and its Close quotes it.
+        for listener in ("web", "amqp"):
+            yield self.assertFailure(
+                self.connect(listener, "joe.smith", PASSWORDS["joe.smith"], vhost=FORGED_VHOST), Exception)
+        lines = [assertOneSafeLine(self, event) for event in events]
+        audited = [assertOneSafeLine(self, event) for event in events if isAuditEvent(event)]
+        # Basic credentials end the user name at its first colon; PLAIN carries all of it.
+        forged = [line for line in audited if "gateway_user=mallory\\r\\n\\x1b[31mlogin ok" in line]
+        self.assertEqual([" listener=web " in line for line in forged], [True, False], audited)
+        self.assertIn("gateway_user=admin broker_user=guest broker_user=None", forged[1])
+        vhosts = [line for line in audited if "vhost=/\\nconnection open: gateway_user=admin\\x1b[0m " in line]
+        self.assertTrue(vhosts, audited)
+        self.assertFalse([line for line in lines if "mallory\n" in line or "\x1b" in line])
 
 
 class RateLimitTests(PromotionTestCase):

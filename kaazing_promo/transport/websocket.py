@@ -25,6 +25,7 @@ from twisted.web import http, resource, server, static
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.auth.gate import LoginDenied
 from kaazing_promo.auth.tickets import TicketBook
+from kaazing_promo.ops.logtext import escaped
 from kaazing_promo.transport.address import describePeer
 from kaazing_promo.transport.wsframes import MaskedFrameReader, binaryFrameHeader
 
@@ -156,7 +157,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def failHandshake(self, reason, code=400, responseHeaders=None):
         headers = list(responseHeaders or [])
         headers += self._denyHeaders
-        WebSocketServerProtocol.failHandshake(self, reason, code, headers)
+        # Autobahn's reasons quote the client's headers, and it logs them.
+        WebSocketServerProtocol.failHandshake(self, escaped(reason), code, headers)
 
     def onOpen(self):
         self.session = self.factory.context.makeSession(
