@@ -15,6 +15,7 @@ from importlib import resources
 import attr
 
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.transport.hosts import splitHost
 
 USER_AUTH_MODES = ("off", "internal", "delegated")
 PROTOCOLS = ("websocket", "amqp")
@@ -42,6 +43,7 @@ class Listener:
     auth = attr.ib(default="required")
     require_groups = attr.ib(default=())
     allowed_origins = attr.ib(default=None)
+    hosts = attr.ib(default=None)
     webroot = attr.ib(default=None)
     handshake_timeout = attr.ib(default=10.0)
     max_failed_logins = attr.ib(default=10)
@@ -384,7 +386,7 @@ def _listener(path, index, raw):
         if origins is not None:
             origins = section.strings("allowed_origins")
         wsOnly = dict(
-            path=listenPath.rstrip("/") or "/", webroot=webroot, allowed_origins=origins,
+            path=listenPath.rstrip("/") or "/", webroot=webroot, allowed_origins=origins, hosts=_hosts(section),
             max_ws_message=section.get("max_ws_message", int, 1048576, check=_positive))
     listener = Listener(
         name=name, protocol=protocol, endpoint=endpoint,
@@ -402,6 +404,25 @@ def _listener(path, index, raw):
         **wsOnly)
     section.finish()
     return listener
+
+
+def _hosts(section):
+    """
+    A WebSocket listener's C{hosts}: the C{Host} values it serves, or
+    L{None} for any.
+    """
+    if section.get("hosts", list) is None:
+        return None
+    hosts = section.strings("hosts")
+    if not hosts:
+        raise section.error("is empty, which would refuse every request; list the host names clients use, "
+                            "or remove the key to serve any Host", "hosts")
+    for entry in hosts:
+        try:
+            splitHost(entry)
+        except ValueError as e:
+            raise section.error(f"{e}; use e.g. \"gateway.example.com\" or \"127.0.0.1:8080\"", "hosts")
+    return hosts
 
 
 def _promotion(path, raw, listeners):

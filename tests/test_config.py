@@ -129,3 +129,50 @@ class ConfigTests(SynchronousTestCase):
         config = loadConfig(os.path.join(ROOT, "etc", "gateway.toml"))
         self.assertEqual([l.protocol for l in config.listeners], ["websocket", "amqp"])
         self.assertEqual(config.internal.users_cnf, os.path.join(ROOT, "etc", "config", "users.cnf"))
+
+
+class HostsTests(SynchronousTestCase):
+    """
+    Issue 16 finding 9a: a WebSocket listener's C{hosts}, the names it serves.
+    """
+
+    def listener(self, **keys):
+        data = document()
+        data["listeners"][0].update(keys)
+        return parseConfig(data, "/etc/kp/gateway.toml").listeners[0]
+
+    def test_defaultAnyHost(self):
+        self.assertIsNone(self.listener().hosts)
+
+    def test_hostsKept(self):
+        hosts = ["127.0.0.1:8080", "localhost:8080", "gateway.example.com", "[::1]:8080", "[fe80::1]"]
+        self.assertEqual(self.listener(hosts=hosts).hosts, tuple(hosts))
+
+    def test_badEntries(self):
+        """
+        An entry that is not a host, an address or either with a port, and
+        an empty list (which would refuse every request), are errors naming
+        the key.
+        """
+        assertConfigError = ConfigTests.assertConfigError
+        for bad in (["http://localhost:8080"], ["localhost:99999"], ["::1"], ["a b"], ["host/path"], [""], [1]):
+            data = document()
+            data["listeners"][0]["hosts"] = bad
+            assertConfigError(self, data, "key 'hosts'", "'web'")
+        data = document()
+        data["listeners"][0]["hosts"] = []
+        assertConfigError(self, data, "key 'hosts'", "remove the key")
+
+    def test_onlyWebSocketListeners(self):
+        data = document(listeners=[{"name": "amqp", "protocol": "amqp", "endpoint": "tcp:0", "auth": "none",
+                                    "hosts": ["localhost"]}])
+        ConfigTests.assertConfigError(self, data, "unknown key 'hosts'")
+
+    def test_shippedConfigurationListsItsHosts(self):
+        """
+        The shipped configuration's page is reached at 127.0.0.1:8080 and
+        localhost:8080, and serves only those.
+        """
+        for name in ("gateway.toml", "gateway-socket.toml"):
+            config = loadConfig(os.path.join(ROOT, "etc", name))
+            self.assertEqual(config.listeners[0].hosts, ("127.0.0.1:8080", "localhost:8080"), name)

@@ -6,10 +6,12 @@ would forge log lines.
 
 import base64
 import json
+import os
 import random
 
 import treq
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
@@ -19,13 +21,33 @@ from tests.support import (
     GatewayTestMixin, basicHeader, closeClient, connectTCP, connectWebSocket, gatewayConfig, rabbitmqctl, roundTrip,
     uniqueName)
 from tests.test_logtext import FORGED_USER, FORGED_VHOST, assertOneSafeLine, captureEvents
-from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, rawRequest, upgradeRequest
+from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, RawHTTP, rawRequest, upgradeRequest
 
 ALLOWED = (b" 400 ", b" 401 ", b" 403 ", b" 426 ", b" 431 ")
 
 
 def statusLine(response):
     return response.partition(b"\r\n")[0]
+
+
+class _ResponseHead(RawHTTP):
+    """
+    Sends one raw request and hangs up once the response's head is in (an
+    upgraded connection would wait for AMQP).
+    """
+
+    def dataReceived(self, data):
+        RawHTTP.dataReceived(self, data)
+        if b"\r\n\r\n" in self.data:
+            self.transport.loseConnection()
+
+
+@defer.inlineCallbacks
+def responseHead(port, request):
+    proto = _ResponseHead(request)
+    yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
+    response = yield proto.done
+    return response
 
 
 class HostileUpgradeTests(PromotionTestCase):
@@ -160,6 +182,53 @@ class ForgedLogLineTests(PromotionTestCase):
         vhosts = [line for line in audited if "vhost=/\\nconnection open: gateway_user=admin\\x1b[0m " in line]
         self.assertTrue(vhosts, audited)
         self.assertFalse([line for line in lines if "mallory\n" in line or "\x1b" in line])
+
+
+class HostAllowListTests(PromotionTestCase):
+    """
+    Issue 16 finding 9a: a listener with C{hosts} answers 421 to the
+    upgrade, the ticket and whoami endpoints and the page when the Host is
+    another name (DNS rebinding), before any login; its own names pass.
+    """
+
+    def listeners(self):
+        web, amqp = PromotionTestCase.listeners(self)
+        web["hosts"] = ["127.0.0.1", "gateway.example:8443"]
+        web["webroot"] = os.path.abspath(os.path.join(self.directory, "web"))
+        os.makedirs(web["webroot"])
+        with open(os.path.join(web["webroot"], "index.html"), "w") as f:
+            f.write("the page")
+        return [web, amqp]
+
+    def withHost(self, request, host):
+        return request.replace(b"Host: 127.0.0.1\r\n", b"Host: " + host + b"\r\n", 1)
+
+    @defer.inlineCallbacks
+    def test_otherHostsMisdirected(self):
+        events = captureEvents(self)
+        authorization = b"Authorization: " + basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"].encode()
+        port = str(self.ports["web"]).encode()
+        requests = {
+            "upgrade": upgradeRequest(authorization + b"\r\n"),
+            "ticket": b"POST /amqp/ticket HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                      + authorization + b"\r\nContent-Length: 0\r\n\r\n",
+            "whoami": b"GET /amqp/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                      + authorization + b"\r\n\r\n",
+            "page": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        }
+        for name, request in requests.items():
+            for host in (b"rebound.example:" + port, b"gateway.example:" + port, b"gateway.example"):
+                response = yield responseHead(self.ports["web"], self.withHost(request, host))
+                self.assertIn(b" 421 ", statusLine(response), (name, host))
+            duplicated = self.withHost(request, b"127.0.0.1\r\nHost: rebound.example")
+            response = yield responseHead(self.ports["web"], duplicated)
+            self.assertIn(b" 421 ", statusLine(response), (name, "two Host headers"))
+        self.assertEqual([event for event in events if isAuditEvent(event)], [])
+        expected = {"upgrade": b" 101 ", "ticket": b" 200 ", "whoami": b" 200 ", "page": b" 200 "}
+        for name, request in requests.items():
+            for host in (b"127.0.0.1:" + port, b"gateway.example:8443"):
+                response = yield responseHead(self.ports["web"], self.withHost(request, host))
+                self.assertIn(expected[name], statusLine(response), (name, host, response))
 
 
 class RateLimitTests(PromotionTestCase):

@@ -27,6 +27,7 @@ from kaazing_promo.auth.gate import LoginDenied
 from kaazing_promo.auth.tickets import TicketBook
 from kaazing_promo.ops.logtext import escaped
 from kaazing_promo.transport.address import describePeer
+from kaazing_promo.transport.hosts import HostCheckedRoot
 from kaazing_promo.transport.webroot import WebRoot
 from kaazing_promo.transport.wsframes import MaskedFrameReader, binaryFrameHeader
 
@@ -472,7 +473,7 @@ def buildSite(context, ticketKey=None):
         parent.putChild(segment, child)
         parent = child
     parent.putChild(segments[-1], endpoint)
-    site = GatewaySite(root)
+    site = GatewaySite(root if listener.hosts is None else HostCheckedRoot(root, listener.hosts))
     site.displayTracebacks = False
     site.wsFactory = factory
     return site
