@@ -7,6 +7,7 @@ silently.  Relative paths resolve against the configuration file's
 directory (the instance directory).
 """
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -53,6 +54,7 @@ class Listener:
     max_connections_per_source = attr.ib(default=0)
     ping_interval = attr.ib(default=30.0)
     max_frame_size = attr.ib(default=131072)
+    trusted_proxies = attr.ib(default=())
 
 
 @attr.s(frozen=True)
@@ -401,9 +403,36 @@ def _listener(path, index, raw):
         ping_interval=section.get("ping_interval", float, 30.0, check=_nonNegative),
         max_frame_size=section.get("max_frame_size", int, 131072, check=lambda v: v >= 4096,
                                    hint="; use at least 4096 (AMQP's frame-min-size)"),
+        trusted_proxies=_trustedProxies(section, endpoint),
         **wsOnly)
     section.finish()
     return listener
+
+
+def _trustedProxies(section, endpoint):
+    """
+    A listener's C{trusted_proxies}: the addresses and networks whose PROXY
+    header a C{haproxy:} endpoint believes.  Required there (anyone else
+    could claim any source address), and nowhere else.
+    """
+    proxies = section.strings("trusted_proxies", default=None)
+    if not endpoint.startswith("haproxy:"):
+        if proxies is not None:
+            raise section.error("applies only to haproxy: endpoints, which read a PROXY header; remove it",
+                                "trusted_proxies")
+        return ()
+    if not proxies:
+        raise section.error(
+            "is required with a haproxy: endpoint: a PROXY header says which client a connection is for, and "
+            "only the load balancers listed here may send one; list their addresses, e.g. [\"10.0.0.5\"] or "
+            "[\"10.0.1.0/24\"]", "trusted_proxies")
+    for entry in proxies:
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError as e:
+            raise section.error(f"{e}; use an address (\"10.0.0.5\") or a network (\"10.0.1.0/24\")",
+                                "trusted_proxies")
+    return proxies
 
 
 def _hosts(section):

@@ -176,3 +176,47 @@ class HostsTests(SynchronousTestCase):
         for name in ("gateway.toml", "gateway-socket.toml"):
             config = loadConfig(os.path.join(ROOT, "etc", name))
             self.assertEqual(config.listeners[0].hosts, ("127.0.0.1:8080", "localhost:8080"), name)
+
+
+class TrustedProxiesTests(SynchronousTestCase):
+    """
+    Issue 16 finding 9b: a haproxy: listener names the proxies whose PROXY
+    header it believes; without them it does not start.
+    """
+
+    def listener(self, **keys):
+        data = document()
+        data["listeners"][0].update(keys)
+        return data
+
+    def test_requiredWithHAProxy(self):
+        """
+        A haproxy: endpoint without trusted_proxies is a start-up error naming the key.
+        """
+        message = ConfigTests.assertConfigError(self, self.listener(endpoint="haproxy:tcp:0"), "'web'",
+                                                "key 'trusted_proxies'", "haproxy:")
+        self.assertIn("PROXY", message)
+
+    def test_kept(self):
+        config = parseConfig(self.listener(endpoint="haproxy:tcp:0",
+                                           trusted_proxies=["10.0.0.5", "10.1.0.0/16", "2001:db8::/32"]), "/x/g.toml")
+        self.assertEqual(config.listeners[0].trusted_proxies, ("10.0.0.5", "10.1.0.0/16", "2001:db8::/32"))
+        self.assertEqual(parseConfig(document(), "/x/g.toml").listeners[0].trusted_proxies, ())
+
+    def test_badEntries(self):
+        """
+        An entry that is not an address or a network, a network written
+        with host bits (10.0.0.5/8: a typo for /32?), and an empty list are
+        errors.
+        """
+        for bad in (["haproxy.example"], ["10.0.0.5/8"], ["10.0.0.0/33"], [], [5]):
+            ConfigTests.assertConfigError(self, self.listener(endpoint="haproxy:tcp:0", trusted_proxies=bad),
+                                          "key 'trusted_proxies'")
+
+    def test_onlyWithHAProxy(self):
+        """
+        trusted_proxies on a listener that reads no PROXY header is an error
+        (it would promise what it does not do).
+        """
+        ConfigTests.assertConfigError(self, self.listener(trusted_proxies=["10.0.0.5"]), "key 'trusted_proxies'",
+                                      "haproxy:")

@@ -57,7 +57,8 @@ class WorkerConfigTests(IntegrationTestCase):
         A socket behind haproxy: or ssl: cannot be handed over as it is.
         """
         config = gatewayConfig(self.mktemp(), workers=2, listeners=[
-            {"name": "lb", "protocol": "amqp", "endpoint": "haproxy:tcp:0", "auth": "none"}])
+            {"name": "lb", "protocol": "amqp", "endpoint": "haproxy:tcp:0", "auth": "none",
+             "trusted_proxies": ["127.0.0.1"]}])
         from kaazing_promo.workers import checkWorkerEndpoints
         error = self.assertRaises(ConfigError, checkWorkerEndpoints, config)
         self.assertIn("'lb'", str(error))
