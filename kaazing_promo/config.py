@@ -9,13 +9,13 @@ directory (the instance directory).
 
 import ipaddress
 import os
-import re
 import tomllib
 from importlib import resources
 
 import attr
 
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.permissions import compilePattern
 from kaazing_promo.transport.hosts import splitHost
 
 USER_AUTH_MODES = ("off", "internal", "delegated")
@@ -341,8 +341,8 @@ def _permission(path, index, raw):
         if value is None:
             return None
         try:
-            re.compile(value)
-        except re.error as e:
+            compilePattern(value)
+        except ValueError as e:
             raise section.error(f"is not a valid regular expression ({e})", key)
         return value
 

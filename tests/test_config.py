@@ -220,3 +220,26 @@ class TrustedProxiesTests(SynchronousTestCase):
         """
         ConfigTests.assertConfigError(self, self.listener(trusted_proxies=["10.0.0.5"]), "key 'trusted_proxies'",
                                       "haproxy:")
+
+
+class PermissionRegexTests(SynchronousTestCase):
+    """
+    Issue 16 finding 9c: [[permissions]] regexes are checked at start-up
+    as the gateway will run them (PCRE-like syntax, UTF-8 bytes).
+    """
+
+    def permissions(self, **keys):
+        return document(promotion={"mode": "token"}, broker_auth={"endpoint": "tcp:0"},
+                        listeners=[{"name": "web", "protocol": "websocket", "endpoint": "tcp:0"}],
+                        user_auth="internal", permissions=[dict({"group": "G"}, **keys)])
+
+    def test_pcreSyntaxAccepted(self):
+        """
+        PCRE's C{\\z} and POSIX classes, which RabbitMQ accepts, load.
+        """
+        config = parseConfig(self.permissions(read=r"^[[:alnum:]_.]+\z"), "/x/g.toml")
+        self.assertEqual(config.permissions[0].read, r"^[[:alnum:]_.]+\z")
+
+    def test_invalidRegex(self):
+        ConfigTests.assertConfigError(self, self.permissions(write="(unclosed"), "key 'write'",
+                                      "not a valid regular expression")
