@@ -7,14 +7,16 @@ silently.  Relative paths resolve against the configuration file's
 directory (the instance directory).
 """
 
+import ipaddress
 import os
-import re
 import tomllib
 from importlib import resources
 
 import attr
 
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.permissions import compilePattern
+from kaazing_promo.transport.hosts import splitHost
 
 USER_AUTH_MODES = ("off", "internal", "delegated")
 PROTOCOLS = ("websocket", "amqp")
@@ -42,6 +44,7 @@ class Listener:
     auth = attr.ib(default="required")
     require_groups = attr.ib(default=())
     allowed_origins = attr.ib(default=None)
+    hosts = attr.ib(default=None)
     webroot = attr.ib(default=None)
     handshake_timeout = attr.ib(default=10.0)
     max_failed_logins = attr.ib(default=10)
@@ -51,6 +54,7 @@ class Listener:
     max_connections_per_source = attr.ib(default=0)
     ping_interval = attr.ib(default=30.0)
     max_frame_size = attr.ib(default=131072)
+    trusted_proxies = attr.ib(default=())
 
 
 @attr.s(frozen=True)
@@ -337,8 +341,8 @@ def _permission(path, index, raw):
         if value is None:
             return None
         try:
-            re.compile(value)
-        except re.error as e:
+            compilePattern(value)
+        except ValueError as e:
             raise section.error(f"is not a valid regular expression ({e})", key)
         return value
 
@@ -384,7 +388,7 @@ def _listener(path, index, raw):
         if origins is not None:
             origins = section.strings("allowed_origins")
         wsOnly = dict(
-            path=listenPath.rstrip("/") or "/", webroot=webroot, allowed_origins=origins,
+            path=listenPath.rstrip("/") or "/", webroot=webroot, allowed_origins=origins, hosts=_hosts(section),
             max_ws_message=section.get("max_ws_message", int, 1048576, check=_positive))
     listener = Listener(
         name=name, protocol=protocol, endpoint=endpoint,
@@ -399,9 +403,55 @@ def _listener(path, index, raw):
         ping_interval=section.get("ping_interval", float, 30.0, check=_nonNegative),
         max_frame_size=section.get("max_frame_size", int, 131072, check=lambda v: v >= 4096,
                                    hint="; use at least 4096 (AMQP's frame-min-size)"),
+        trusted_proxies=_trustedProxies(section, endpoint),
         **wsOnly)
     section.finish()
     return listener
+
+
+def _trustedProxies(section, endpoint):
+    """
+    A listener's C{trusted_proxies}: the addresses and networks whose PROXY
+    header a C{haproxy:} endpoint believes.  Required there (anyone else
+    could claim any source address), and nowhere else.
+    """
+    proxies = section.strings("trusted_proxies", default=None)
+    if not endpoint.startswith("haproxy:"):
+        if proxies is not None:
+            raise section.error("applies only to haproxy: endpoints, which read a PROXY header; remove it",
+                                "trusted_proxies")
+        return ()
+    if not proxies:
+        raise section.error(
+            "is required with a haproxy: endpoint: a PROXY header says which client a connection is for, and "
+            "only the load balancers listed here may send one; list their addresses, e.g. [\"10.0.0.5\"] or "
+            "[\"10.0.1.0/24\"]", "trusted_proxies")
+    for entry in proxies:
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError as e:
+            raise section.error(f"{e}; use an address (\"10.0.0.5\") or a network (\"10.0.1.0/24\")",
+                                "trusted_proxies")
+    return proxies
+
+
+def _hosts(section):
+    """
+    A WebSocket listener's C{hosts}: the C{Host} values it serves, or
+    L{None} for any.
+    """
+    if section.get("hosts", list) is None:
+        return None
+    hosts = section.strings("hosts")
+    if not hosts:
+        raise section.error("is empty, which would refuse every request; list the host names clients use, "
+                            "or remove the key to serve any Host", "hosts")
+    for entry in hosts:
+        try:
+            splitHost(entry)
+        except ValueError as e:
+            raise section.error(f"{e}; use e.g. \"gateway.example.com\" or \"127.0.0.1:8080\"", "hosts")
+    return hosts
 
 
 def _promotion(path, raw, listeners):

@@ -8,7 +8,19 @@ would mean in C{rabbitmqctl set_permissions}:
 
   - A regex is searched, not anchored: RabbitMQ runs
     C{re:run(Name, Regex, [{capture, none}])}, which matches anywhere in the
-    name (L{re.search}); anchor with C{^}/C{$} in the table.
+    name; anchor with C{^}/C{$} in the table.
+  - Both are binaries and C{re:run} gets no C{unicode} option, so PCRE
+    matches the UTF-8 name byte by byte: C{.} is one byte, and C{\d},
+    C{\s}, C{\w}, C{\b}, POSIX classes and C{(?i)} know ASCII only (PCRE2,
+    Erlang/OTP 28 on; up to OTP 27 C{\w}, C{\b} and C{(?i)} also counted
+    Latin-1 letters, byte by byte).  Here too: patterns and names are
+    matched as UTF-8 bytes with the C{regex} package, whose syntax is closer
+    to PCRE's than L{re}'s (POSIX classes, C{\z}).  C{$} matches at the end
+    or before a final newline in both; C{\Z} does that in PCRE but only at
+    the end here (so it grants less).
+  - A match that runs away (exponential backtracking) gives up: PCRE at its
+    match limit, which C{re:run} answers as nomatch, the gateway after
+    L{MATCH_TIMEOUT} seconds on the reactor thread.  Both deny.
   - An empty regex grants nothing: RabbitMQ replaces C{""} with C{"^$"}.
   - There are no implicit grants: the default exchange is C{amq.default},
     a server-named queue is C{amq.gen-...}; a table that wants them says so.
@@ -22,9 +34,11 @@ Deny by default: a person gets the union of the entries that name one of
 their groups or access profiles, and nothing else.
 """
 
-import re
-
 import attr
+import regex
+from twisted.logger import Logger
+
+from kaazing_promo.ops.logtext import escaped
 
 #: The permissions a resource question may ask about.
 RESOURCE_PERMISSIONS = ("configure", "write", "read")
@@ -37,6 +51,15 @@ GROUP = "group"
 ACCESS_PROFILE = "access_profile"
 
 
+#: Seconds one regex may run against one name: a legitimate one on a name of
+#: at most 255 bytes takes microseconds.
+MATCH_TIMEOUT = 0.02
+
+_log = Logger(namespace="kaazing_promo.broker_auth")
+#: How many regexes that ran away a table remembers having logged.
+_RAN_AWAY_LIMIT = 1000
+
+
 def rabbitPattern(pattern):
     """
     @return: the regex RabbitMQ evaluates for C{pattern} (an empty one
@@ -45,11 +68,39 @@ def rabbitPattern(pattern):
     return pattern if pattern else "^$"
 
 
-def searches(pattern, name):
+def compilePattern(pattern):
     """
-    RabbitMQ's C{re:run(Name, Regex, [{capture, none}])}: an unanchored search.
+    Compile a permission regex as RabbitMQ's C{re:run} reads it: UTF-8
+    bytes, ASCII classes.
+
+    @raise ValueError: C{pattern} is not a regex.
     """
-    return re.search(rabbitPattern(pattern), name) is not None
+    try:
+        return regex.compile(rabbitPattern(pattern).encode("utf-8"), regex.ASCII)
+    except regex.error as e:
+        raise ValueError(str(e)) from None
+
+
+def searches(pattern, name, ranAway=None):
+    """
+    RabbitMQ's C{re:run(Name, Regex, [{capture, none}])}: an unanchored
+    search of the UTF-8 bytes of C{name}, bounded by L{MATCH_TIMEOUT}.
+
+    @param ranAway: the patterns whose running away was logged already (a
+        L{set} this adds to), so that a client asking again and again does
+        not fill the log; L{None} logs every time.
+    @return: whether C{pattern} matches; L{False} when it ran too long.
+    """
+    try:
+        return compilePattern(pattern).search(name.encode("utf-8"), timeout=MATCH_TIMEOUT) is not None
+    except TimeoutError:
+        if ranAway is None or (pattern not in ranAway and len(ranAway) < _RAN_AWAY_LIMIT):
+            if ranAway is not None:
+                ranAway.add(pattern)
+            _log.warn("broker_auth: regex {pattern!r} took longer than {timeout} s on the name \"{name}\" and was "
+                      "taken as no match (deny); it backtracks without bound on some names: rewrite it",
+                      pattern=pattern, timeout=MATCH_TIMEOUT, name=escaped(name))
+        return False
 
 
 def principalsOf(avatar):
@@ -104,6 +155,7 @@ class PermissionTable:
     def __init__(self, permissions=()):
         self._entries = tuple(_Entry.fromPermission(permission) for permission in permissions)
         self._named = frozenset(entry.principal for entry in self._entries)
+        self._ranAway = set()
 
     def __len__(self):
         return len(self._entries)
@@ -151,7 +203,8 @@ class PermissionTable:
         """
         if kind not in RESOURCE_KINDS or permission not in RESOURCE_PERMISSIONS:
             return False
-        return any(searches(getattr(entry, permission), name) for entry in self._entriesFor(grant, vhost))
+        return any(searches(getattr(entry, permission), name, self._ranAway)
+                   for entry in self._entriesFor(grant, vhost))
 
     def allowsTopic(self, grant, vhost, exchange, permission, routingKey, variables=None):
         """
@@ -166,14 +219,14 @@ class PermissionTable:
         if permission not in TOPIC_PERMISSIONS:
             return False
         for entry in self._entriesFor(grant, vhost):
-            if not searches(getattr(entry, permission), exchange):
+            if not searches(getattr(entry, permission), exchange, self._ranAway):
                 continue
-            if entry.topic is None or searches(_expand(entry.topic, variables or {}), routingKey):
+            if entry.topic is None or searches(_expand(entry.topic, variables or {}), routingKey, self._ranAway):
                 return True
         return False
 
 
 def _expand(pattern, variables):
     for name, value in variables.items():
-        pattern = pattern.replace("{" + name + "}", re.escape(value))
+        pattern = pattern.replace("{" + name + "}", regex.escape(value))
     return pattern

@@ -35,6 +35,7 @@ from kaazing_promo.promotion import makePromoter
 from kaazing_promo.secrets import SecretStore
 from kaazing_promo.tokens import TokenBook
 from kaazing_promo.transport.context import ListenerContext
+from kaazing_promo.transport.proxied import TrustedProxyFactory
 from kaazing_promo.transport.tcp import AMQPListenerFactory
 from kaazing_promo.transport.websocket import buildSite
 from kaazing_promo.workers import AdoptedPortService, WorkerPool, checkWorkerEndpoints
@@ -164,6 +165,8 @@ class GatewayService(service.MultiService):
                 factory = buildSite(context)
             else:
                 factory = AMQPListenerFactory(context)
+            if listener.trusted_proxies:
+                factory = TrustedProxyFactory(factory, listener.trusted_proxies)
             if self.isWorker:
                 listenerService = AdoptedPortService(reactor, inheritedPorts[listener.name], factory)
                 listenerService.setName(listener.name)

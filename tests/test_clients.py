@@ -7,11 +7,10 @@ import pika
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 
 from kaazing_promo.amqp.codec import PROTOCOL_HEADER
-from tests.support import (
-    IntegrationTestCase, brokerConnectionUsers, createUsers, deleteUsers, gatewayConfig, uniqueName)
+from tests.support import IntegrationTestCase, gatewayConfig, uniqueName
 from tests.test_promotion_broker import PASSWORDS, PromotionTestCase
 
 
@@ -72,15 +71,19 @@ class Collect(protocol.Protocol):
 
 class HAProxyTests(IntegrationTestCase):
 
+    def startBehindProxy(self, trusted):
+        config = gatewayConfig(self.mktemp(), listeners=[
+            {"name": "lb", "protocol": "amqp", "endpoint": "haproxy:tcp:0:interface=127.0.0.1", "auth": "none",
+             "trusted_proxies": trusted}])
+        return self.startGateway(config)
+
     @defer.inlineCallbacks
     def test_proxyProtocolSourceInAudit(self):
         """
         haproxy: endpoint strings: the audit log names the original client
         address the PROXY header carries.
         """
-        config = gatewayConfig(self.mktemp(), listeners=[
-            {"name": "lb", "protocol": "amqp", "endpoint": "haproxy:tcp:0:interface=127.0.0.1", "auth": "none"}])
-        yield self.startGateway(config)
+        yield self.startBehindProxy(["127.0.0.0/8"])
         events = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
@@ -93,3 +96,25 @@ class HAProxyTests(IntegrationTestCase):
         yield self.gateway.contexts["lb"].drain("test over")
         sources = [event.get("source") for event in events if event.get("log_namespace") == "kaazing_promo.audit"]
         self.assertIn("203.0.113.9:40001", sources)
+
+    @defer.inlineCallbacks
+    def test_untrustedPeerCannotClaimASource(self):
+        """
+        Issue 16 finding 9b: a peer outside trusted_proxies is cut off
+        before its PROXY header is read; no session, no audit event names
+        the address it claimed.
+        """
+        yield self.startBehindProxy(["192.0.2.10"])
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        client = Collect()
+        client.lost = defer.Deferred()
+        client.connectionLost = lambda reason: client.lost.callback(None)
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.ports["lb"]), client)
+        client.transport.write(b"PROXY TCP4 203.0.113.9 127.0.0.1 40001 5673\r\n" + PROTOCOL_HEADER)
+        yield client.lost
+        self.assertEqual(client.data, b"")
+        self.assertEqual(self.gateway.contexts["lb"].sessions, set())
+        self.assertNotIn("203.0.113.9", " ".join(formatEvent(event) for event in events))
+        self.assertTrue([event for event in events if "trusted_proxies" in formatEvent(event)])

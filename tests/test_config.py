@@ -129,3 +129,117 @@ class ConfigTests(SynchronousTestCase):
         config = loadConfig(os.path.join(ROOT, "etc", "gateway.toml"))
         self.assertEqual([l.protocol for l in config.listeners], ["websocket", "amqp"])
         self.assertEqual(config.internal.users_cnf, os.path.join(ROOT, "etc", "config", "users.cnf"))
+
+
+class HostsTests(SynchronousTestCase):
+    """
+    Issue 16 finding 9a: a WebSocket listener's C{hosts}, the names it serves.
+    """
+
+    def listener(self, **keys):
+        data = document()
+        data["listeners"][0].update(keys)
+        return parseConfig(data, "/etc/kp/gateway.toml").listeners[0]
+
+    def test_defaultAnyHost(self):
+        self.assertIsNone(self.listener().hosts)
+
+    def test_hostsKept(self):
+        hosts = ["127.0.0.1:8080", "localhost:8080", "gateway.example.com", "[::1]:8080", "[fe80::1]"]
+        self.assertEqual(self.listener(hosts=hosts).hosts, tuple(hosts))
+
+    def test_badEntries(self):
+        """
+        An entry that is not a host, an address or either with a port, and
+        an empty list (which would refuse every request), are errors naming
+        the key.
+        """
+        assertConfigError = ConfigTests.assertConfigError
+        for bad in (["http://localhost:8080"], ["localhost:99999"], ["::1"], ["a b"], ["host/path"], [""], [1]):
+            data = document()
+            data["listeners"][0]["hosts"] = bad
+            assertConfigError(self, data, "key 'hosts'", "'web'")
+        data = document()
+        data["listeners"][0]["hosts"] = []
+        assertConfigError(self, data, "key 'hosts'", "remove the key")
+
+    def test_onlyWebSocketListeners(self):
+        data = document(listeners=[{"name": "amqp", "protocol": "amqp", "endpoint": "tcp:0", "auth": "none",
+                                    "hosts": ["localhost"]}])
+        ConfigTests.assertConfigError(self, data, "unknown key 'hosts'")
+
+    def test_shippedConfigurationListsItsHosts(self):
+        """
+        The shipped configuration's page is reached at 127.0.0.1:8080 and
+        localhost:8080, and serves only those.
+        """
+        for name in ("gateway.toml", "gateway-socket.toml"):
+            config = loadConfig(os.path.join(ROOT, "etc", name))
+            self.assertEqual(config.listeners[0].hosts, ("127.0.0.1:8080", "localhost:8080"), name)
+
+
+class TrustedProxiesTests(SynchronousTestCase):
+    """
+    Issue 16 finding 9b: a haproxy: listener names the proxies whose PROXY
+    header it believes; without them it does not start.
+    """
+
+    def listener(self, **keys):
+        data = document()
+        data["listeners"][0].update(keys)
+        return data
+
+    def test_requiredWithHAProxy(self):
+        """
+        A haproxy: endpoint without trusted_proxies is a start-up error naming the key.
+        """
+        message = ConfigTests.assertConfigError(self, self.listener(endpoint="haproxy:tcp:0"), "'web'",
+                                                "key 'trusted_proxies'", "haproxy:")
+        self.assertIn("PROXY", message)
+
+    def test_kept(self):
+        config = parseConfig(self.listener(endpoint="haproxy:tcp:0",
+                                           trusted_proxies=["10.0.0.5", "10.1.0.0/16", "2001:db8::/32"]), "/x/g.toml")
+        self.assertEqual(config.listeners[0].trusted_proxies, ("10.0.0.5", "10.1.0.0/16", "2001:db8::/32"))
+        self.assertEqual(parseConfig(document(), "/x/g.toml").listeners[0].trusted_proxies, ())
+
+    def test_badEntries(self):
+        """
+        An entry that is not an address or a network, a network written
+        with host bits (10.0.0.5/8: a typo for /32?), and an empty list are
+        errors.
+        """
+        for bad in (["haproxy.example"], ["10.0.0.5/8"], ["10.0.0.0/33"], [], [5]):
+            ConfigTests.assertConfigError(self, self.listener(endpoint="haproxy:tcp:0", trusted_proxies=bad),
+                                          "key 'trusted_proxies'")
+
+    def test_onlyWithHAProxy(self):
+        """
+        trusted_proxies on a listener that reads no PROXY header is an error
+        (it would promise what it does not do).
+        """
+        ConfigTests.assertConfigError(self, self.listener(trusted_proxies=["10.0.0.5"]), "key 'trusted_proxies'",
+                                      "haproxy:")
+
+
+class PermissionRegexTests(SynchronousTestCase):
+    """
+    Issue 16 finding 9c: [[permissions]] regexes are checked at start-up
+    as the gateway will run them (PCRE-like syntax, UTF-8 bytes).
+    """
+
+    def permissions(self, **keys):
+        return document(promotion={"mode": "token"}, broker_auth={"endpoint": "tcp:0"},
+                        listeners=[{"name": "web", "protocol": "websocket", "endpoint": "tcp:0"}],
+                        user_auth="internal", permissions=[dict({"group": "G"}, **keys)])
+
+    def test_pcreSyntaxAccepted(self):
+        """
+        PCRE's C{\\z} and POSIX classes, which RabbitMQ accepts, load.
+        """
+        config = parseConfig(self.permissions(read=r"^[[:alnum:]_.]+\z"), "/x/g.toml")
+        self.assertEqual(config.permissions[0].read, r"^[[:alnum:]_.]+\z")
+
+    def test_invalidRegex(self):
+        ConfigTests.assertConfigError(self, self.permissions(write="(unclosed"), "key 'write'",
+                                      "not a valid regular expression")

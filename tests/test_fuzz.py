@@ -10,7 +10,7 @@ Hypothesis runs with a fixed seed (derandomize) and a bounded budget.
 import struct
 
 from hypothesis import given, settings, strategies as st
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from kaazing_promo.amqp.codec import (
@@ -18,7 +18,6 @@ from kaazing_promo.amqp.codec import (
     encodeMethod)
 from kaazing_promo.amqp.frames import ChannelZeroScanner, FrameReader
 from kaazing_promo.amqp.session import State
-from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.errors import LoginDenied
 from tests.test_session import (
     OPEN, OPEN_OK, TUNE, TUNE_OK, FakeAuthenticator, SessionTestsMixin, methods, start, startOk)

@@ -1,28 +1,53 @@
 """
 Issue 7: hostile HTTP on the upgrade, secrets that never reach a log, and
-the broker closing, stopping and coming back.
+the broker closing, stopping and coming back.  Issue 16: client text that
+would forge log lines.
 """
 
 import base64
 import json
+import os
 import random
 
 import treq
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from kaazing_promo.ops.audit import isAuditEvent
 from tests.rabbitnode import DedicatedNodeMixin
 from tests.support import (
     GatewayTestMixin, basicHeader, closeClient, connectTCP, connectWebSocket, gatewayConfig, rabbitmqctl, roundTrip,
     uniqueName)
-from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, rawRequest, upgradeRequest
+from tests.test_logtext import FORGED_USER, FORGED_VHOST, assertOneSafeLine, captureEvents
+from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, RawHTTP, rawRequest, upgradeRequest
 
 ALLOWED = (b" 400 ", b" 401 ", b" 403 ", b" 426 ", b" 431 ")
 
 
 def statusLine(response):
     return response.partition(b"\r\n")[0]
+
+
+class _ResponseHead(RawHTTP):
+    """
+    Sends one raw request and hangs up once the response's head is in (an
+    upgraded connection would wait for AMQP).
+    """
+
+    def dataReceived(self, data):
+        RawHTTP.dataReceived(self, data)
+        if b"\r\n\r\n" in self.data:
+            self.transport.loseConnection()
+
+
+@defer.inlineCallbacks
+def responseHead(port, request):
+    proto = _ResponseHead(request)
+    yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
+    response = yield proto.done
+    return response
 
 
 class HostileUpgradeTests(PromotionTestCase):
@@ -123,6 +148,87 @@ class SecretsNeverLoggedTests(PromotionTestCase):
                 self.assertNotIn(secret, text)
 
 
+class ForgedLogLineTests(PromotionTestCase):
+    """
+    Issue 16 finding 6: a user name and a vhost holding CR, LF, ESC and a
+    fake C{login ok ... gateway_user=admin} line, sent through the real
+    listeners, give one text log line per event with the escapes visible.
+    """
+
+    @defer.inlineCallbacks
+    def test_clientTextEscapedInTheLog(self):
+        events = captureEvents(self)
+        upgrade = upgradeRequest(b"Authorization: " + basicHeader(FORGED_USER, "nope")["Authorization"].encode()
+                                 + b"\r\n")
+        response = yield rawRequest(self.ports["web"], upgrade)
+        self.assertIn(b" 401 ", statusLine(response))
+        yield self.assertFailure(connectTCP(self.ports["amqp"], FORGED_USER, "nope"), Exception)
+        # Autobahn quotes a bad key in the reason it logs (and sends); C1
+        # controls (CSI, NEL) pass its header check.
+        response = yield rawRequest(self.ports["web"], upgradeRequest(b"Sec-WebSocket-Key: \x9b31m\x85forged\r\n"))
+        self.assertIn(b" 400 ", statusLine(response))
+        self.assertIn(b"\\x9b31m\\x85forged", statusLine(response))
+        # The right password and a vhost that is a log line of its own: the
+        # broker refuses the vhost, and its Close quotes it.
+        for listener in ("web", "amqp"):
+            yield self.assertFailure(
+                self.connect(listener, "joe.smith", PASSWORDS["joe.smith"], vhost=FORGED_VHOST), Exception)
+        lines = [assertOneSafeLine(self, event) for event in events]
+        audited = [assertOneSafeLine(self, event) for event in events if isAuditEvent(event)]
+        # Basic credentials end the user name at its first colon; PLAIN carries all of it.
+        forged = [line for line in audited if "gateway_user=mallory\\r\\n\\x1b[31mlogin ok" in line]
+        self.assertEqual([" listener=web " in line for line in forged], [True, False], audited)
+        self.assertIn("gateway_user=admin broker_user=guest broker_user=None", forged[1])
+        vhosts = [line for line in audited if "vhost=/\\nconnection open: gateway_user=admin\\x1b[0m " in line]
+        self.assertTrue(vhosts, audited)
+        self.assertFalse([line for line in lines if "mallory\n" in line or "\x1b" in line])
+
+
+class HostAllowListTests(PromotionTestCase):
+    """
+    Issue 16 finding 9a: a listener with C{hosts} answers 421 to the
+    upgrade, the ticket and whoami endpoints and the page when the Host is
+    another name (DNS rebinding), before any login; its own names pass.
+    """
+
+    def listeners(self):
+        web, amqp = PromotionTestCase.listeners(self)
+        web["hosts"] = ["127.0.0.1", "gateway.example:8443"]
+        web["webroot"] = os.path.abspath(os.path.join(self.directory, "web"))
+        os.makedirs(web["webroot"])
+        with open(os.path.join(web["webroot"], "index.html"), "w") as f:
+            f.write("the page")
+        return [web, amqp]
+
+    def withHost(self, request, host):
+        return request.replace(b"Host: 127.0.0.1\r\n", b"Host: " + host + b"\r\n", 1)
+
+    @defer.inlineCallbacks
+    def test_otherHostsMisdirected(self):
+        events = captureEvents(self)
+        authorization = b"Authorization: " + basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"].encode()
+        port = str(self.ports["web"]).encode()
+        requests = {
+            "upgrade": upgradeRequest(authorization + b"\r\n"),
+            "ticket": b"POST /amqp/ticket HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                      + authorization + b"\r\nContent-Length: 0\r\n\r\n",
+            "whoami": b"GET /amqp/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                      + authorization + b"\r\n\r\n",
+            "page": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        }
+        for name, request in requests.items():
+            for host in (b"rebound.example:" + port, b"gateway.example:" + port, b"gateway.example"):
+                response = yield responseHead(self.ports["web"], self.withHost(request, host))
+                self.assertIn(b" 421 ", statusLine(response), (name, host))
+            duplicated = self.withHost(request, b"127.0.0.1\r\nHost: rebound.example")
+            response = yield responseHead(self.ports["web"], duplicated)
+            self.assertIn(b" 421 ", statusLine(response), (name, "two Host headers"))
+        self.assertEqual([event for event in events if isAuditEvent(event)], [])
+        expected = {"upgrade": b" 101 ", "ticket": b" 200 ", "whoami": b" 200 ", "page": b" 200 "}
+        for name, request in requests.items():
+            for host in (b"127.0.0.1:" + port, b"gateway.example:8443"):
+                response = yield responseHead(self.ports["web"], self.withHost(request, host))
+                self.assertIn(expected[name], statusLine(response), (name, host, response))
 
 
 class RateLimitTests(PromotionTestCase):

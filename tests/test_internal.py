@@ -142,6 +142,24 @@ class LoginTests(CheckerTestMixin, SynchronousTestCase):
                 reasons):
             self.assertIn(reason, line)
 
+    def test_unknownUsersCostTheDearestKnownHash(self):
+        """
+        Issue 16 finding 9d: with hashes of mixed cost in one users.cnf, an
+        unknown user is checked at the highest cost any known user has, not
+        the most common one: timing cannot tell a known user with a costly
+        hash from a name that does not exist.
+        """
+        users = [UserEntry(name, testHash(name + "-pw"), {"Everyone"}, True) for name in ("a", "b", "c")]
+        users.append(UserEntry("admin", passhash.makeHash("admin-pw", iterations=TEST_ITERATIONS * 3),
+                               {"Everyone"}, True))
+        self.path = writeUsersCnf(self.mktemp(), users, {})
+        self.checker = self.makeChecker()
+        checked = self.countVerifications()
+        self.login("nobody", "guess")
+        self.login("admin", "guess")
+        self.assertEqual([passhash.iterationsOf(hashString) for hashString in checked],
+                         [TEST_ITERATIONS * 3, TEST_ITERATIONS * 3])
+
     def test_refusedUsersNeverCheckTheirOwnHash(self):
         """
         U2: a disabled user's right password is still refused, and what is

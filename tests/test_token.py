@@ -413,6 +413,90 @@ class PermissionTableTests(SynchronousTestCase):
         self.assertFalse(PermissionTable().allowsVhost(self.joe, "/"))
 
 
+class RabbitRegexTests(SynchronousTestCase):
+    """
+    Issue 16 finding 9c: a permission regex matches what RabbitMQ's
+    C{re:run(Name, Regex, [{capture, none}])} matches.  The broker runs
+    PCRE on binaries without the C{unicode} option: the UTF-8 name is
+    matched byte by byte, and C{\\d}, C{\\s}, C{\\w} and case-insensitive
+    matching know ASCII only.  (Each expectation was checked with
+    C{rabbitmqctl eval} on the broker these tests use.)
+    """
+
+    def test_nonASCIIDigitIsNoDigit(self):
+        """
+        C{\\d} is 0-9: an Arabic-Indic or a fullwidth digit is none.
+        """
+        self.assertTrue(searches(r"^q\d+$", "q42"))
+        self.assertFalse(searches(r"^q\d+$", "q\u0663"))
+        self.assertFalse(searches(r"^q\d+$", "q\uff14\uff12"))
+
+    def test_nonASCIILetterIsNoWordCharacter(self):
+        """
+        C{\\w} is [A-Za-z0-9_]: a name with an accented or a Greek letter
+        does not match C{^\\w+$}.
+        """
+        self.assertTrue(searches(r"^\w+$", "queue_1"))
+        self.assertFalse(searches(r"^\w+$", "caf\u00e9"))
+        self.assertFalse(searches(r"^\w+$", "\u03b1\u03b2"))
+
+    def test_nonASCIISpaceIsNoSpace(self):
+        self.assertTrue(searches(r"a\sb", "a b"))
+        self.assertFalse(searches(r"a\sb", "a\u00a0b"))
+        self.assertFalse(searches(r"a\sb", "a\u2003b"))
+
+    def test_caseInsensitiveIsASCIIOnly(self):
+        """
+        C{(?i)} folds A-Z only: C{(?i)^\u00e9t\u00e9$} does not match the
+        upper-case name.
+        """
+        self.assertTrue(searches(r"(?i)^summer$", "SUMMER"))
+        self.assertFalse(searches("(?i)^\u00e9t\u00e9$", "\u00c9T\u00c9"))
+
+    def test_dotIsOneByte(self):
+        """
+        C{.} is one byte of the UTF-8 name: C{\u00e9} is two.
+        """
+        self.assertFalse(searches(r"^q.$", "q\u00e9"))
+        self.assertTrue(searches(r"^q..$", "q\u00e9"))
+
+    def test_endAnchors(self):
+        """
+        C{$} matches at the end or before a final newline, in RabbitMQ as
+        here; C{\\z} only at the very end.
+        """
+        self.assertTrue(searches(r"^abc$", "abc\n"))
+        self.assertFalse(searches(r"^abc$", "abc\nx"))
+        self.assertFalse(searches(r"^abc\z", "abc\n"))
+        self.assertTrue(searches(r"^abc\z", "abc"))
+
+    def test_posixClasses(self):
+        """
+        PCRE's C{[[:digit:]]} is a class of digits, not a set of the
+        characters C{[:digt}.
+        """
+        self.assertTrue(searches(r"^[[:digit:]]+$", "2024"))
+        self.assertFalse(searches(r"^[[:digit:]]+$", "dig"))
+
+    def test_catastrophicBacktrackingDenied(self):
+        """
+        A regex that backtracks exponentially on a 255-byte name gives up
+        (RabbitMQ's PCRE stops at its match limit and answers nomatch):
+        the answer is deny, and the warning names the entry's regex.
+        """
+        events = capturedEvents(self)
+        name = "a" * 254 + "!\n\x1b"
+        self.assertFalse(searches(r"^(a|a)*$", name))
+        table = PermissionTable([Permission(group="G", read=r"^(a|aa)+$")])
+        for _ in range(3):
+            self.assertFalse(table.allowsResource(Grant({("group", "G")}), "/", "queue", name, "read"))
+        # Logged once per table and regex, however often a client asks.
+        warnings = [formatEvent(event) for event in events if "took longer than" in formatEvent(event)]
+        self.assertEqual(len(warnings), 2, warnings)
+        self.assertIn("^(a|aa)+$", warnings[1])
+        self.assertIn("!\\n\\x1b", warnings[1])
+
+
 def ask(root, path, method=b"POST", **fields):
     """
     Ask one of the broker_auth paths the way RabbitMQ's backend does.

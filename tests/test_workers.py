@@ -8,7 +8,6 @@ import json
 import treq
 from twisted.internet import defer
 
-from kaazing_promo.config import parseConfig
 from kaazing_promo.errors import ConfigError
 from tests.support import (
     IntegrationTestCase, closeClient, connectTCP, connectWebSocket, gatewayConfig, roundTrip)
@@ -57,7 +56,8 @@ class WorkerConfigTests(IntegrationTestCase):
         A socket behind haproxy: or ssl: cannot be handed over as it is.
         """
         config = gatewayConfig(self.mktemp(), workers=2, listeners=[
-            {"name": "lb", "protocol": "amqp", "endpoint": "haproxy:tcp:0", "auth": "none"}])
+            {"name": "lb", "protocol": "amqp", "endpoint": "haproxy:tcp:0", "auth": "none",
+             "trusted_proxies": ["127.0.0.1"]}])
         from kaazing_promo.workers import checkWorkerEndpoints
         error = self.assertRaises(ConfigError, checkWorkerEndpoints, config)
         self.assertIn("'lb'", str(error))

@@ -103,8 +103,8 @@ class _Loaded:
     One successful read of the users: what is swapped in, all at once.
 
     @ivar users: the L{UsersCnf}, overlay applied.
-    @ivar dummyHash: the hash failures verify against, at the cost most
-        users' hashes have.
+    @ivar dummyHash: the hash failures verify against, at the highest cost
+        any user's hash has.
     @ivar overlayStrangers: overlay names that users.cnf does not know.
     @ivar signature: the files' signatures taken before they were read.
     """
@@ -204,10 +204,10 @@ class InternalChecker:
             hashes = readOverlay(self._overlay)
             strangers = sorted(set(hashes) - set(users.users))
             users = users.withOverlay(hashes)
-        # Failures verify against a hash at the cost most users' hashes
-        # have, so they take as long as a wrong password does.
-        iterations = max(users.iterations, key=users.iterations.get,
-                         default=passhash.DEFAULT_ITERATIONS)
+        # Failures verify against a hash at the highest cost any user's hash
+        # has, so that an unknown name takes as long as a wrong password for
+        # the dearest known user (the most common cost would tell them apart).
+        iterations = max(users.iterations, default=passhash.DEFAULT_ITERATIONS)
         return _Loaded(users, passhash.dummyHashFor(iterations), strangers, signature)
 
     def _install(self, loaded):

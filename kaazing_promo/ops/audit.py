@@ -5,13 +5,17 @@ connection, through L{twisted.logger}, in namespace C{kaazing_promo.audit}.
 Events carry the fields C{listener, source, gateway_user, broker_user, vhost,
 outcome, reason, duration_s, bytes_in, bytes_out} and a text form, so the
 plain twistd log shows them as well as a JSON observer.  No field ever holds
-a secret.
+a secret.  The fields a client chose (C{source}, which the PROXY protocol
+supplies behind HAProxy, the user names, the vhost and the reason, which may
+quote them) are escaped by L{escaped}: an event is one line of the text log,
+whatever the client sent, and the JSON holds the same text.
 """
 
 from twisted.application import service
 from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
 
 from kaazing_promo.errors import ConfigError
+from kaazing_promo.ops.logtext import escaped
 
 AUDIT_NAMESPACE = "kaazing_promo.audit"
 
@@ -40,16 +44,18 @@ def auditLogin(listener, source, outcome, reason="", gateway_user=None, broker_u
     """
     Record one login decision.
     """
-    _log.info(LOGIN_FORMAT, event="login", listener=listener, source=source, outcome=outcome,
-              reason=reason, gateway_user=gateway_user, broker_user=broker_user, vhost=vhost)
+    _log.info(LOGIN_FORMAT, event="login", listener=listener, source=escaped(source), outcome=outcome,
+              reason=escaped(reason), gateway_user=escaped(gateway_user), broker_user=escaped(broker_user),
+              vhost=escaped(vhost))
 
 
 def auditOpen(listener, source, gateway_user, broker_user, vhost, handshake_s):
     """
     Record a connection whose handshake finished (the broker's Open-Ok passed).
     """
-    _log.info(OPEN_FORMAT, event="open", listener=listener, source=source, gateway_user=gateway_user,
-              broker_user=broker_user, vhost=vhost, handshake_s=handshake_s)
+    _log.info(OPEN_FORMAT, event="open", listener=listener, source=escaped(source),
+              gateway_user=escaped(gateway_user), broker_user=escaped(broker_user), vhost=escaped(vhost),
+              handshake_s=handshake_s)
 
 
 def auditConnection(listener, source, outcome, reason, gateway_user, broker_user, vhost,
@@ -57,9 +63,10 @@ def auditConnection(listener, source, outcome, reason, gateway_user, broker_user
     """
     Record the end of one client connection.
     """
-    _log.info(CONNECTION_FORMAT, event="connection", listener=listener, source=source,
-              outcome=outcome, reason=reason, gateway_user=gateway_user, broker_user=broker_user,
-              vhost=vhost, duration_s=duration_s, bytes_in=bytes_in, bytes_out=bytes_out)
+    _log.info(CONNECTION_FORMAT, event="connection", listener=listener, source=escaped(source),
+              outcome=outcome, reason=escaped(reason), gateway_user=escaped(gateway_user),
+              broker_user=escaped(broker_user), vhost=escaped(vhost), duration_s=duration_s,
+              bytes_in=bytes_in, bytes_out=bytes_out)
 
 
 def isAuditEvent(event):

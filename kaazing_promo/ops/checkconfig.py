@@ -25,7 +25,7 @@ from kaazing_promo.tomlwriter import tomlValue
 REDACTED = "<redacted>"
 
 # Keys a listener has only when it speaks WebSocket.
-_WEBSOCKET_ONLY = ("path", "webroot", "allowed_origins", "max_ws_message")
+_WEBSOCKET_ONLY = ("path", "webroot", "allowed_origins", "hosts", "max_ws_message")
 
 
 class _AnyDescriptor:

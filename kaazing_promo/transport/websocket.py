@@ -20,12 +20,15 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web import http, resource, server, static
+from twisted.web import http, resource, server
 
 from kaazing_promo.adapters.autobahninternals import betweenFrames, cancelCloseHandshakeTimer, parseFrames, useTimers
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.errors import LoginDenied
+from kaazing_promo.ops.logtext import escaped
 from kaazing_promo.transport.address import describePeer
+from kaazing_promo.transport.hosts import HostCheckedRoot
+from kaazing_promo.transport.webroot import WebRoot
 from kaazing_promo.transport.wsframes import MaskedFrameReader, binaryFrameHeader
 
 SUBPROTOCOL = "amqp"
@@ -169,7 +172,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def failHandshake(self, reason, code=400, responseHeaders=None):
         headers = list(responseHeaders or [])
         headers += self._denyHeaders
-        WebSocketServerProtocol.failHandshake(self, reason, code, headers)
+        # Autobahn's reasons quote the client's headers, and it logs them.
+        WebSocketServerProtocol.failHandshake(self, escaped(reason), code, headers)
 
     def onOpen(self):
         self.session = self.factory.context.makeSession(
@@ -484,52 +488,6 @@ class AMQPEndpointResource(resource.Resource):
         return b"This is an AMQP 0-9-1 over WebSocket endpoint: connect with a WebSocket client.\n"
 
 
-class _NoListingFile(static.File):
-    """
-    The web root, without directory listings.  Every answer from it (files,
-    redirects, 404s) carries the page's security headers; the endpoint's own
-    resources (C{<path>}, C{/ticket}, C{/whoami}) are children and keep theirs.
-    """
-
-    #: No inline script or style, no plugins, no framing; the page fetches
-    #: from its own origin and opens WebSockets (C{'self'} alone does not
-    #: cover C{ws:} in every browser).
-    contentSecurityPolicy = (
-        "default-src 'self'; connect-src 'self' ws: wss:; object-src 'none'; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-    securityHeaders = [
-        (b"Content-Security-Policy", contentSecurityPolicy.encode("ascii")),
-        (b"X-Content-Type-Options", b"nosniff"),
-        (b"Referrer-Policy", b"no-referrer"),
-        (b"X-Frame-Options", b"DENY"),
-        # Revalidate every time (Last-Modified makes that a 304): an upgraded
-        # gateway never runs with a stale page.
-        (b"Cache-Control", b"no-cache"),
-    ]
-    # Not left to the host's mime.types: a browser refuses a module script
-    # served as anything but JavaScript, and nosniff needs exact types.
-    contentTypes = dict(static.File.contentTypes, **{
-        ".html": "text/html; charset=utf-8",
-        ".js": "text/javascript; charset=utf-8",
-        ".mjs": "text/javascript; charset=utf-8",
-        ".css": "text/css; charset=utf-8",
-        ".txt": "text/plain; charset=utf-8",
-        ".svg": "image/svg+xml",
-        ".png": "image/png",
-    })
-
-    def __init__(self, path, defaultType="application/octet-stream", *args, **kwargs):
-        static.File.__init__(self, path, defaultType, *args, **kwargs)
-
-    def getChild(self, path, request):
-        for name, value in self.securityHeaders:
-            request.setHeader(name, value)
-        return static.File.getChild(self, path, request)
-
-    def directoryListing(self):
-        return resource.ForbiddenResource()
-
-
 class GatewayHTTPChannel(http.HTTPChannel):
     """
     twisted.web's channel, with the listener's limits from the moment a
@@ -620,7 +578,7 @@ def buildSite(context):
     factory = GatewayWebSocketFactory(context)
     endpoint = AMQPEndpointResource(
         WebSocketResource(factory), factory, TicketResource(context), WhoamiResource(context))
-    root = _NoListingFile(listener.webroot) if listener.webroot else resource.Resource()
+    root = WebRoot(listener.webroot) if listener.webroot else resource.Resource()
     segments = [s.encode("utf-8") for s in listener.path.strip("/").split("/")]
     parent = root
     for segment in segments[:-1]:
@@ -628,7 +586,7 @@ def buildSite(context):
         parent.putChild(segment, child)
         parent = child
     parent.putChild(segments[-1], endpoint)
-    site = GatewaySite(root, context)
+    site = GatewaySite(root if listener.hosts is None else HostCheckedRoot(root, listener.hosts), context)
     site.displayTracebacks = False
     site.wsFactory = factory
     return site
