@@ -16,13 +16,12 @@ import attr
 
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.permissions import compilePattern
+from kaazing_promo.promotion import promoterFactories
 from kaazing_promo.transport.hosts import splitHost
 
 USER_AUTH_MODES = ("off", "internal", "delegated")
 PROTOCOLS = ("websocket", "amqp")
 LISTENER_AUTH = ("required", "none")
-PROMOTION_MODES = ("passthrough", "identity", "mapping", "consolidated", "token")
-ANONYMOUS_MODES = ("passthrough", "consolidated")
 ON_EXPIRY = ("revalidate", "close", "ignore")
 DEFAULT_BROKER = "tcp:host=127.0.0.1:port=5672"
 
@@ -456,7 +455,9 @@ def _hosts(section):
 
 def _promotion(path, raw, listeners):
     section = _Section(path, "[promotion]", raw)
-    mode = section.get("mode", str, "consolidated", PROMOTION_MODES)
+    # The modes are plugins: a third-party IPromoterFactory is chosen by name like the built-in ones.
+    factories = promoterFactories()
+    mode = section.get("mode", str, "consolidated", tuple(sorted(factories)))
     mapping = section.sub("map")
     if not isinstance(mapping, dict) or not all(isinstance(v, str) and v for v in mapping.values()):
         raise section.error("must map gateway user names to broker user names (strings)", "map")
@@ -472,18 +473,20 @@ def _promotion(path, raw, listeners):
         inline_secrets=inline,
         token_ttl=section.get("token_ttl", float, 10.0, check=_positive))
     section.finish()
-    if mode == "consolidated" and not promotion.user:
-        raise section.error("is required in consolidated mode; name the one broker account", "user")
-    if mode == "mapping" and not promotion.map:
-        raise section.error("is empty in mapping mode; add \"gateway.user\" = \"broker_user\" lines", "map")
+    factory = factories[mode]
+    problem = factory.validate(promotion)
+    if problem is not None:
+        key, message = problem
+        raise section.error(message, key)
     for listener in listeners:
-        if listener.auth == "none" and mode not in ANONYMOUS_MODES:
+        if listener.auth == "none" and factory.anonymous == "refused":
+            anonymous = sorted(name for name, other in factories.items() if other.anonymous != "refused")
             raise ConfigError(
-                f"{path}: [[listeners]] {listener.name!r} has auth = \"none\", which only the passthrough "
-                f"and consolidated promotion modes allow, not {mode!r}; set auth = \"required\"")
-        if mode == "passthrough" and listener.auth != "none":
+                f"{path}: [[listeners]] {listener.name!r} has auth = \"none\", which only the "
+                f"{' and '.join(anonymous)} promotion modes allow, not {mode!r}; set auth = \"required\"")
+        if factory.anonymous == "only" and listener.auth != "none":
             raise ConfigError(
-                f"{path}: [promotion] mode = \"passthrough\" relays the client's own credentials and is "
+                f"{path}: [promotion] mode = {mode!r} relays the client's own credentials and is "
                 f"allowed only on auth = \"none\" listeners; [[listeners]] {listener.name!r} has "
                 "auth = \"required\"")
     return promotion

@@ -99,6 +99,17 @@ class IPromoterFactory(Interface):
     """
 
     mode = Attribute("The C{[promotion] mode} value this factory serves (L{str}).")
+    anonymous = Attribute(
+        'Whether the mode serves C{auth = "none"} listeners: C{"refused"}, C{"allowed"}, or C{"only"} '
+        '(a relay of the client\'s own credentials).')
+
+    def validate(settings):
+        """
+        Check the mode's own keys of C{[promotion]}.
+
+        @param settings: the L{kaazing_promo.config.Promotion} settings.
+        @return: L{None}, or C{(key, what is wrong and what to do)}.
+        """
 
     def build(settings, secrets):
         """

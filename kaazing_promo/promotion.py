@@ -190,9 +190,28 @@ class PromoterFactory:
 
     mode = attr.ib()
     promoterClass = attr.ib()
+    anonymous = attr.ib(default="refused")
+    #: C{{key: message}}: keys of C{[promotion]} the mode cannot do without.
+    required = attr.ib(default=attr.Factory(dict))
+
+    def validate(self, settings):
+        for key, message in self.required.items():
+            if not getattr(settings, key):
+                return key, message
+        return None
 
     def build(self, settings, secrets):
         return self.promoterClass(settings, secrets)
+
+
+def promoterFactories():
+    """
+    The promotion modes there are: every L{IPromoterFactory} plugin under
+    C{kaazing_promo.plugins} (the built-in modes are plugins too).
+
+    @return: C{{mode: factory}}.
+    """
+    return {factory.mode: factory for factory in getPlugins(IPromoterFactory, plugins)}
 
 
 def makePromoter(settings, secrets):
@@ -201,7 +220,7 @@ def makePromoter(settings, secrets):
 
     @raise ConfigError: no plugin serves that mode.
     """
-    factories = {factory.mode: factory for factory in getPlugins(IPromoterFactory, plugins)}
+    factories = promoterFactories()
     try:
         factory = factories[settings.mode]
     except KeyError:
