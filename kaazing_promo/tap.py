@@ -87,7 +87,8 @@ def buildPortal(config, reactor):
         delegated = config.delegated
         checker = DelegatedChecker(
             url=delegated.url, domain=delegated.domain, includeGroups=config.groupsRequired,
-            timeout=delegated.timeout, httpClient=makeHTTPClient(reactor, caFile=delegated.ca_file),
+            timeout=delegated.timeout, httpClient=makeHTTPClient(reactor, caFile=delegated.ca_file,
+                                                     maxConcurrent=delegated.max_concurrent),
             clock=reactor, maxConcurrent=delegated.max_concurrent, cacheSize=delegated.cache_size)
     return Portal(GatewayRealm(), [checker]), checker
 

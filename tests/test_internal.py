@@ -308,7 +308,7 @@ class CacheTests(CheckerTestMixin, SynchronousTestCase):
         """
         self.login("alice", "alice-pw")
         self.assertIsInstance(self.login("alice", "other"), UnauthorizedLogin)
-        for key in self.checker._cache:
+        for key in self.checker._cache.keys():
             self.assertNotIn(b"alice-pw", key)
 
     def test_cacheExpires(self):
@@ -436,7 +436,7 @@ class ReloadTests(CheckerTestMixin, SynchronousTestCase):
         self.checker.load()
         self.pool.runAll()
         self.failureResultOf(d, UnauthorizedLogin)
-        self.assertEqual(self.checker._cache, {})
+        self.assertEqual(len(self.checker._cache), 0)
         self.assertIn("changed during verification", self.logged(LogLevel.info)[-1])
 
     def test_mtimeChanged(self):

@@ -136,6 +136,24 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(plain.promotion, socket.promotion)
 
 
+class DelegatedPoolTests(SynchronousTestCase):
+
+    def test_poolSizedByConfiguredMaxConcurrent(self):
+        """
+        Issue 17: the delegated realm keeps as many idle HTTPS connections as
+        C{[delegated] max_concurrent} says (it used the default, 64).
+        """
+        from twisted.internet.task import Clock
+        from kaazing_promo.config import parseConfig
+        config = parseConfig({
+            "user_auth": "delegated", "delegated": {"url": "https://apigw.example.com", "max_concurrent": 7},
+            "listeners": [{"name": "a", "protocol": "amqp", "endpoint": "tcp:0"}],
+            "promotion": {"user": "guest", "secrets": {"guest": "guest"}}}, "/etc/kp/gateway.toml")
+        _, checker = tap.buildPortal(config, Clock())
+        self.assertEqual(checker._client._agent._pool.maxPersistentPerHost, 7)
+        self.assertEqual(checker.concurrency, 7)
+
+
 class SecretsAtStartTests(SynchronousTestCase):
 
     def test_missingBrokerSecretStopsStartUp(self):

@@ -20,13 +20,9 @@ Use L{failureKind} to tell the two kinds of denial apart (the audit log's
 C{bad-credentials} and C{realm-error} outcomes).
 """
 
-import hmac
 import json
 import math
-import os
 import re
-from collections import OrderedDict
-from hashlib import sha256
 from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import urlsplit
 
@@ -53,6 +49,7 @@ from twisted.web.client import (
 from zope.interface import implementer
 
 from kaazing_promo.auth.avatar import GatewayUser
+from kaazing_promo.auth.cache import LoginCache
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.interfaces import IRevalidating
 from kaazing_promo.secrets import Secret
@@ -179,54 +176,6 @@ def _lifetime(value):
     return seconds
 
 
-class _ExpiringLRU:
-    """
-    A bounded least-recently-used map whose entries also expire.
-
-    Expired entries are dropped when looked up; entries never looked up
-    again leave by LRU eviction, so the map never holds more than
-    C{maxSize}.
-    """
-
-    def __init__(self, maxSize):
-        self._maxSize = maxSize
-        self._entries = OrderedDict()
-
-    def __len__(self):
-        return len(self._entries)
-
-    def keys(self):
-        return list(self._entries)
-
-    def values(self):
-        return [value for (deadline, value) in self._entries.values()]
-
-    def get(self, key, now):
-        """
-        @return: the live value under C{key}, or L{None}.
-        """
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        deadline, value = entry
-        if now >= deadline:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return value
-
-    def put(self, key, value, deadline):
-        if self._maxSize <= 0:
-            return
-        self._entries[key] = (deadline, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._maxSize:
-            self._entries.popitem(last=False)
-
-    def discard(self, key):
-        self._entries.pop(key, None)
-
-
 def _checkURL(url):
     """
     @return: C{url} without a trailing slash.
@@ -314,8 +263,7 @@ class DelegatedChecker:
         #: Requests it runs at once: the login queue's slots.
         self.concurrency = maxConcurrent
         self._maxPending = maxConcurrent * PENDING_FACTOR
-        self._cache = _ExpiringLRU(cacheSize)
-        self._cacheKey = os.urandom(32)
+        self._cache = LoginCache(cacheSize)
         self._inFlight = {}
 
     def __repr__(self):
@@ -372,15 +320,9 @@ class DelegatedChecker:
 
     def _keyFor(self, user, password):
         """
-        The cache and in-flight key for one login: an HMAC, so the map never
-        holds a password, under a random per-checker key, so the digests
-        are useless outside this process.  Each field is length-prefixed so
-        that no two different logins share a message.
+        The cache and in-flight key for one login (an HMAC, never the password).
         """
-        message = b"".join(
-            len(field).to_bytes(4, "big") + field
-            for field in (s.encode("utf-8") for s in (user, password, self._domain)))
-        return hmac.new(self._cacheKey, message, sha256).digest()
+        return self._cache.keyFor(user, password, self._domain)
 
     def _shared(self, key, start):
         """
@@ -603,7 +545,7 @@ def _loadTrustRoot(caFile):
     return trustRootFromCertificates(certificates)
 
 
-def makeHTTPClient(reactor, caFile=None, pool=None):
+def makeHTTPClient(reactor, caFile=None, pool=None, maxConcurrent=DEFAULT_MAX_CONCURRENT):
     """
     Build the HTTPS client L{DelegatedChecker} talks through.
 
@@ -616,6 +558,8 @@ def makeHTTPClient(reactor, caFile=None, pool=None):
     @param pool: the L{HTTPConnectionPool} to use; by default a new
         persistent one.  Pass your own to close it
         (C{pool.closeCachedConnections()}) when the service stops.
+    @param maxConcurrent: C{[delegated] max_concurrent}: the default pool
+        keeps that many idle connections.
     @return: a L{treq.client.HTTPClient}.
     @raise ConfigError: C{caFile} cannot be used.
     """
@@ -627,7 +571,7 @@ def makeHTTPClient(reactor, caFile=None, pool=None):
         pool = HTTPConnectionPool(reactor, persistent=True)
         # Keep as many idle connections as logins may run at once, so a
         # burst does not pay a TLS handshake per login afterwards.
-        pool.maxPersistentPerHost = DEFAULT_MAX_CONCURRENT
+        pool.maxPersistentPerHost = maxConcurrent
     agent = Agent(reactor, contextFactory=policy, pool=pool)
     # Cookies are never kept: a session cookie from one user's login must
     # not ride along with the next user's.

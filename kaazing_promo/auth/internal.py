@@ -9,8 +9,6 @@ answer nor its timing tells a client which user names exist.  The operator's
 log says the real reason.
 """
 
-import hashlib
-import hmac
 import io
 import os
 import sys
@@ -28,6 +26,7 @@ from zope.interface import implementer
 
 from kaazing_promo.auth import passhash
 from kaazing_promo.auth.avatar import GatewayUser
+from kaazing_promo.auth.cache import LoginCache
 from kaazing_promo.auth.userscnf import UsersCnfError, parseUsersCnf, parseUsersCnfStream
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.interfaces import IReloadableUsers
@@ -153,8 +152,7 @@ class InternalChecker:
         self._ttl = verifyCacheTTL
         self._reactor = reactor
         self._threadpool = threadpool
-        self._cacheKey = os.urandom(32)
-        self._cache = {}
+        self._cache = LoginCache(_CACHE_LIMIT if verifyCacheTTL > 0 else 0)
         self._loaded = None
         self._signature = None
         self._reported = {}
@@ -338,16 +336,12 @@ class InternalChecker:
             username = username.decode("utf-8", "surrogateescape")
         password = passhash.passwordBytes(credentials.password)
 
-        # Keyed by an HMAC, never the password.  A password with NUL never
-        # verifies (see passhash), so the separator cannot be shifted.
-        key = hmac.new(self._cacheKey, username.encode("utf-8", "surrogatepass")
-                       + b"\0" + password, hashlib.sha256).digest()
-        expires = self._cache.get(key)
-        if expires is not None:
+        key = self._cache.keyFor(username, password)
+        if self._cache.get(key, self._reactor.seconds()) is not None:
             entry = self._entry(username)
-            if expires > self._reactor.seconds() and _refusal(entry) is None:
+            if _refusal(entry) is None:
                 return succeed(self._avatar(entry))
-            del self._cache[key]
+            self._cache.discard(key)
 
         loaded = self._loaded
         entry = self._entry(username)
@@ -378,22 +372,12 @@ class InternalChecker:
             self.log.info("internal realm refused {user!r}: {reason}",
                           user=username, reason=reason)
             raise UnauthorizedLogin(REFUSED)
-        if self._ttl > 0:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._pruneCache()
-            self._cache[key] = self._reactor.seconds() + self._ttl
+        self._cache.put(key, True, self._reactor.seconds() + self._ttl)
         return self._avatar(entry)
 
     def _verifyFailed(self, failure):
         self.log.failure("internal realm: password verification failed", failure)
         raise UnauthorizedLogin(REFUSED)
-
-    def _pruneCache(self):
-        now = self._reactor.seconds()
-        for key in [key for key, expires in self._cache.items() if expires <= now]:
-            del self._cache[key]
-        while len(self._cache) >= _CACHE_LIMIT:
-            del self._cache[next(iter(self._cache))]
 
 
 class UsersCnfWatcher(TimerService):
