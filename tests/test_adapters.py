@@ -5,7 +5,9 @@ an upgrade removes one.
 """
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from kaazing_promo.adapters import autobahninternals, twistedinternals
 
@@ -35,3 +37,51 @@ class PrivateNamesTests(SynchronousTestCase):
         from autobahn.websocket.protocol import WebSocketProtocol
         self.patch(WebSocketProtocol, "_dataReceived", None)
         self.assertIn("WebSocketProtocol._dataReceived", autobahninternals.check())
+
+
+class Collect(protocol.Protocol):
+    def __init__(self):
+        self.data = b""
+        self.arrived = defer.Deferred()
+        self.expected = 0
+
+    def dataReceived(self, data):
+        self.data += data
+        if len(self.data) >= self.expected and not self.arrived.called:
+            self.arrived.callback(self.data)
+
+
+class WriteNowTests(TestCase):
+    """
+    Issue 19: a write leaves at once when nothing is queued, and queues
+    behind what is, in order.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.received = Collect()
+        factory = protocol.Factory.forProtocol(lambda: self.received)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        self.sender = yield connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), protocol.Protocol())
+        self.addCleanup(self.sender.transport.loseConnection)
+
+    @defer.inlineCallbacks
+    def test_sentAtOnceWhenNothingQueued(self):
+        transport = self.sender.transport
+        self.received.expected = 5
+        twistedinternals.writeNow(transport, b"hello")
+        self.assertEqual((transport._tempDataLen, transport.dataBuffer), (0, b""))
+        data = yield self.received.arrived
+        self.assertEqual(data, b"hello")
+
+    @defer.inlineCallbacks
+    def test_queuedBehindWhatWaits(self):
+        transport = self.sender.transport
+        self.received.expected = 6
+        transport.write(b"abc")
+        twistedinternals.writeNow(transport, b"def")
+        self.assertEqual(transport._tempDataLen, 6)
+        data = yield self.received.arrived
+        self.assertEqual(data, b"abcdef")

@@ -7,6 +7,7 @@ import socket
 
 from twisted.internet import protocol
 
+from kaazing_promo.adapters.twistedinternals import writeNow
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.transport.address import describePeer
 
@@ -77,7 +78,7 @@ class AMQPListenerProtocol(protocol.Protocol):
 
     # The session's view of its client.
     def write(self, data):
-        self.transport.write(data)
+        writeNow(self.transport, data)
 
     def close(self, failed):
         self.transport.loseConnection()

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 
 from kaazing_promo.adapters.autobahninternals import betweenFrames, cancelCloseHandshakeTimer, parseFrames, useTimers
+from kaazing_promo.adapters.twistedinternals import writeNow
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.errors import LoginDenied
 from kaazing_promo.ops.logtext import escaped
@@ -237,7 +238,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def write(self, data):
         if self.state == self.STATE_OPEN:
             # Each broker read is one binary message; no mask to the client.
-            self.transport.writeSequence((binaryFrameHeader(len(data)), data))
+            writeNow(self.transport, binaryFrameHeader(len(data)) + data)
 
     def close(self, failed):
         if self.state == self.STATE_OPEN:
