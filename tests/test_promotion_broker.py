@@ -227,10 +227,14 @@ class MappingTests(PromotionTestCase):
         body = yield deferToThread(pikaUpdateSecret, self.ports["amqp"], name, PASSWORDS["joe.smith"])
         self.assertEqual(body, b"after update-secret")
         name = uniqueName("secret-wrong")
+        failures = self.gateway.authenticator.failures
+        failed, _ = failures.hostFailures("127.0.0.1")
         error = yield self.assertFailure(
             deferToThread(pikaUpdateSecret, self.ports["amqp"], name, "nope"),
             pika.exceptions.ConnectionClosedByBroker)
         self.assertEqual(error.reply_code, 403)
+        # Counted by the login protection like any failed login.
+        self.assertEqual(failures.hostFailures("127.0.0.1")[0], failed + 1)
         users = yield brokerConnectionUsers(name)
         self.assertEqual(users, [])
 
