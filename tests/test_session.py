@@ -785,6 +785,24 @@ class ClosingTests(SessionTestsMixin, SynchronousTestCase):
         self.session.brokerConnectionLost()
         self.assertEqual(self.session.state, State.CLOSED)
 
+    def test_framesWithOpenOkRelayed(self):
+        """
+        Frames the broker sends in the same read as its Open-Ok (a
+        connection.blocked, a heartbeat) reach the client, the stream
+        followed from there.
+        """
+        self.handshake(upTo="start-ok")
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN)
+        self.clientHeard()
+        blocked = encodeMethod(0, "connection.blocked", reason="low memory")
+        heartbeat = encodeFrame(8, 0, b"")
+        self.brokerSays(OPEN_OK + blocked + heartbeat[:3])
+        self.assertEqual(self.clientHeard(), OPEN_OK + blocked + heartbeat[:3])
+        self.clientSays(UPDATE_SECRET)
+        self.brokerSays(heartbeat[3:])
+        self.assertEqual(self.clientHeard(), heartbeat[3:] + UPDATE_SECRET_OK)
+
     def test_S5_brokerHeartbeatsAndBlockedWhenOpen(self):
         """
         Other channel-0 frames of the broker (heartbeats, connection.blocked)
