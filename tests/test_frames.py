@@ -2,13 +2,14 @@
 Frame readers: whole frames during the handshake, headers only afterwards.
 """
 
+import random
 import struct
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from kaazing_promo.amqp.codec import (
     FRAME_BODY, FRAME_ERROR, FRAME_HEARTBEAT, FRAME_METHOD, AMQPError, encodeFrame, encodeMethod)
-from kaazing_promo.amqp.frames import ChannelZeroScanner, FrameReader
+from kaazing_promo.amqp.frames import ChannelZeroScanner, FrameBoundaries, FrameReader
 
 HEARTBEAT = encodeFrame(FRAME_HEARTBEAT, 0, b"")
 PUBLISH = encodeMethod(1, "basic.publish", routing_key="q")
@@ -102,3 +103,71 @@ class ChannelZeroScannerTests(SynchronousTestCase):
         scanner.scan(bad[:50])
         error = self.assertRaises(AMQPError, scanner.scan, bad[50:] + PUBLISH)
         self.assertEqual(error.replyCode, FRAME_ERROR)
+
+
+class FrameBoundariesTests(SynchronousTestCase):
+    """
+    The broker's relayed stream: where its frames begin, and its channel-0
+    methods, whatever the cuts.
+    """
+
+    stream = (PUBLISH + BODY + HEARTBEAT + CLOSE + encodeFrame(FRAME_BODY, 1, b"y" * 5000)
+              + encodeMethod(0, "connection.blocked", reason="r") + PUBLISH)
+
+    def boundaries(self):
+        offsets, offset = [0], 0
+        for *_, raw in FrameReader(1 << 20).feed(self.stream):
+            offset += len(raw)
+            offsets.append(offset)
+        return offsets
+
+    def follow(self, cuts):
+        """
+        Feed the stream cut at C{cuts}; check every read's first boundary
+        and L{FrameBoundaries.between} after it.
+
+        @return: the channel-0 method frames returned, in order.
+        """
+        tracker = FrameBoundaries()
+        boundaries = self.boundaries()
+        found = []
+        for start, end in zip([0] + cuts, cuts + [len(self.stream)]):
+            if start == end:
+                continue
+            boundary, methods = tracker.feed(self.stream[start:end])
+            inside = [offset - start for offset in boundaries if start <= offset <= end]
+            self.assertEqual(boundary, inside[0] if inside else None, (start, end))
+            self.assertEqual(tracker.between, end in boundaries, (start, end))
+            found += methods or []
+        return found
+
+    def test_everyCut(self):
+        """
+        One cut anywhere, two cuts anywhere around the channel-0 frames.
+        """
+        expected = [CLOSE, encodeMethod(0, "connection.blocked", reason="r")]
+        for cut in range(len(self.stream) + 1):
+            self.assertEqual(self.follow([cut]), expected, cut)
+        closeAt = len(PUBLISH + BODY + HEARTBEAT)
+        for first in range(closeAt - 8, closeAt + len(CLOSE) + 2):
+            for second in range(first, closeAt + len(CLOSE) + 9):
+                self.assertEqual(self.follow([first, second]), expected, (first, second))
+
+    def test_byteByByteAndRandomCuts(self):
+        expected = [CLOSE, encodeMethod(0, "connection.blocked", reason="r")]
+        self.assertEqual(self.follow(list(range(1, len(self.stream)))), expected)
+        rng = random.Random(21)
+        for _ in range(200):
+            cuts = sorted(rng.sample(range(len(self.stream) + 1), rng.randint(1, 12)))
+            self.assertEqual(self.follow(cuts), expected, cuts)
+
+    def test_largeChannelZeroFrameOnlyCounted(self):
+        """
+        A channel-0 method frame larger than frame-min-size is passed over,
+        not collected.
+        """
+        large = encodeFrame(FRAME_METHOD, 0, b"\x00\x0a\x00\x32" + b"z" * 5000)
+        tracker = FrameBoundaries()
+        self.assertEqual(tracker.feed(large[:100]), (0, None))
+        self.assertEqual(tracker.feed(large[100:] + HEARTBEAT), (len(large) - 100, None))
+        self.assertTrue(tracker.between)

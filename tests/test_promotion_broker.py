@@ -9,10 +9,11 @@ Each test class creates its own broker users and vhosts with unique names
 import json
 import os
 
+import pika
 import treq
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from txamqp.client import ConnectionClosed
+from twisted.internet.threads import deferToThread
 from zope.interface.verify import verifyObject
 
 from kaazing_promo.auth.passhash import makeHash
@@ -214,21 +215,70 @@ class MappingTests(PromotionTestCase):
                                 "groups": ["Tyche"]})
 
     @defer.inlineCallbacks
-    def test_P7_updateSecretRefused(self):
+    def test_P7_updateSecretOverAMQPListener(self):
         """
-        P7: Connection.Update-Secret from the client is refused with 530;
-        the broker connection is gone.
+        P7 (since 2026-12-06, issue 21 #2; this test used to expect the old
+        refusal, 530): pika's update_secret through the AMQP listener logs
+        the same person in again.  The right password → update-secret-ok
+        from the gateway and the connection goes on as the same broker
+        user; a wrong one → Close 403 and the broker connection is gone.
         """
-        for listener in ("web", "amqp"):
-            name = uniqueName(listener)
-            client = yield self.connect(listener, "joe.smith", PASSWORDS["joe.smith"], name=name)
-            channel0 = yield client.channel(0)
-            update = channel0.connection_update_secret(new_secret=b"mallory", reason="escape")
-            close = yield client.delegate.serverClosed
-            yield self.assertFailure(update, ConnectionClosed)
-            self.assertEqual(close.reply_code, 530)
-            users = yield brokerConnectionUsers(name)
-            self.assertEqual(users, [])
+        name = uniqueName("secret")
+        body = yield deferToThread(pikaUpdateSecret, self.ports["amqp"], name, PASSWORDS["joe.smith"])
+        self.assertEqual(body, b"after update-secret")
+        name = uniqueName("secret-wrong")
+        failures = self.gateway.authenticator.failures
+        failed, _ = failures.hostFailures("127.0.0.1")
+        error = yield self.assertFailure(
+            deferToThread(pikaUpdateSecret, self.ports["amqp"], name, "nope"),
+            pika.exceptions.ConnectionClosedByBroker)
+        self.assertEqual(error.reply_code, 403)
+        # Counted by the login protection like any failed login.
+        self.assertEqual(failures.hostFailures("127.0.0.1")[0], failed + 1)
+        users = yield brokerConnectionUsers(name)
+        self.assertEqual(users, [])
+
+    @defer.inlineCallbacks
+    def test_P7_updateSecretOverWebSocket(self):
+        """
+        P7: over WebSocket the person logged in at the upgrade; update-secret
+        (any secret) is answered with update-secret-ok by the gateway and
+        changes nothing: the broker still sees the promoted user.
+        """
+        name = uniqueName("web")
+        client = yield self.connect("web", "joe.smith", PASSWORDS["joe.smith"], name=name)
+        channel0 = yield client.channel(0)
+        yield channel0.connection_update_secret(new_secret=b"mallory", reason="escape")
+        users = yield brokerConnectionUsers(name)
+        self.assertEqual(users, [self.smithj])
+        received = yield roundTrip(client, [b"still promoted"])
+        self.assertEqual(received, [b"still promoted"])
+        yield closeClient(client)
+
+
+def pikaUpdateSecret(port, name, newSecret):
+    """
+    A pika BlockingConnection as joe.smith that updates its secret to
+    C{newSecret}, then publishes a message to itself and gets it back.
+    """
+    parameters = pika.ConnectionParameters(
+        "127.0.0.1", port, "/", pika.PlainCredentials("joe.smith", PASSWORDS["joe.smith"]),
+        client_properties={"connection_name": name}, heartbeat=0)
+    connection = pika.BlockingConnection(parameters)
+    try:
+        channel = connection.channel()
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        connection.update_secret(newSecret, "rotation")
+        channel.basic_publish("", queue, b"after update-secret")
+        for _ in range(100):
+            _, _, body = channel.basic_get(queue, auto_ack=True)
+            if body is not None:
+                return body
+            connection.sleep(0.01)
+        return None
+    finally:
+        if connection.is_open:
+            connection.close()
 
 
 class UnmappedTests(PromotionTestCase):

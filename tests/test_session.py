@@ -17,7 +17,8 @@ from kaazing_promo.amqp.codec import (
 from kaazing_promo.amqp.frames import FrameReader
 from kaazing_promo.amqp.session import _CLOSE_OK_WAIT, GatewaySession, State
 from kaazing_promo.amqp.broker import BrokerStartCache
-from kaazing_promo.auth.avatar import GatewayUser
+from kaazing_promo.auth.avatar import ANONYMOUS, GatewayUser
+from kaazing_promo.auth.lifetime import SessionLifetime
 from kaazing_promo.config import Listener, Promotion
 from kaazing_promo.errors import LoginDenied
 from kaazing_promo.ops.audit import isAuditEvent
@@ -44,6 +45,7 @@ TUNE_OK = encodeMethod(0, "connection.tune-ok", channel_max=2047, frame_max=1310
 OPEN = encodeMethod(0, "connection.open", virtual_host="/")
 OPEN_OK = encodeMethod(0, "connection.open-ok")
 UPDATE_SECRET = encodeMethod(0, "connection.update-secret", new_secret=b"stolen", reason="x")
+UPDATE_SECRET_OK = encodeMethod(0, "connection.update-secret-ok")
 PUBLISH = encodeMethod(1, "basic.publish", routing_key="q") + encodeFrame(FRAME_BODY, 1, b"hello")
 
 
@@ -118,12 +120,13 @@ class SessionTestsMixin:
         self.client = FakeClient()
         self.broker = FakeBroker()
 
-    def makeSession(self, avatar=GatewayUser("joe.smith"), authenticator=None, ownStart=None, promoter=None):
+    def makeSession(self, avatar=GatewayUser("joe.smith"), authenticator=None, ownStart=None, promoter=None,
+                    lifetime=None):
         session = GatewaySession(
             self.listener, promoter or self.promoter, self.connector, self.clock, BrokerStartCache(),
             avatar=avatar, ownStart=self.ownStart if ownStart is None else ownStart,
             authenticator=authenticator,
-            source="127.0.0.1:4242")
+            source="127.0.0.1:4242", lifetime=lifetime)
         session.clientConnected(self.client)
         self.session = session
         return session
@@ -275,15 +278,20 @@ class WebSocketSessionTests(SessionTestsMixin, SynchronousTestCase):
 
     def test_P7_updateSecretWhenOpen(self):
         """
-        P7: also once the connection is open, whatever the cuts.
+        P7 (since 2026-12-06, issue 21 #2): once the connection is open, the
+        gateway answers update-secret itself, whatever the cuts; on the
+        WebSocket listener the AMQP credentials mean nothing, so it changes
+        nothing.  The broker hears the frames around it, never the secret.
         """
         self.handshake()
+        avatar = self.session.avatar
         stream = PUBLISH + UPDATE_SECRET + PUBLISH
         self.clientSays(stream[:len(PUBLISH) + 5])
         self.clientSays(stream[len(PUBLISH) + 5:])
-        self.assertEqual(self.brokerHeard(), PUBLISH)
-        self.assertClosedWith(NOT_ALLOWED)
-        self.assertTrue(self.broker.transport.disconnecting)
+        self.assertEqual(self.brokerHeard(), PUBLISH + PUBLISH)
+        self.assertEqual(self.clientHeard(), UPDATE_SECRET_OK)
+        self.assertEqual(self.session.state, State.PASSTHROUGH)
+        self.assertIs(self.session.avatar, avatar)
 
     def test_P7_secondStartOk(self):
         """
@@ -755,6 +763,58 @@ class ClosingTests(SessionTestsMixin, SynchronousTestCase):
         self.brokerSays(encodeMethod(0, "connection.close", reply_code=320, reply_text="shutdown"))
         self.assertEqual(self.closesHeard(self.clientHeard()), [CONNECTION_FORCED])
 
+    def test_S5_brokerCloseWhenOpenThenGatewayClose(self):
+        """
+        Issue 21 #1: the broker's Close on an open connection, relayed as
+        the stream comes and cut across reads, is noticed: a gateway Close
+        afterwards (a forced close, a client breaking the protocol) is not
+        sent, so the client gets one Close; its Close-Ok reaches the broker.
+        """
+        self.handshake()
+        brokerClose = encodeMethod(0, "connection.close", reply_code=320, reply_text="shutdown")
+        stream = content(1, b"d" * 100) + brokerClose
+        self.brokerSays(stream[:-5])
+        self.brokerSays(stream[-5:])
+        self.assertEqual(self.clientHeard(), stream)
+        self.assertEqual(self.session.state, State.CLOSING)
+        self.session.forceClose("reload")
+        self.clientSays(encodeMethod(0, "connection.start-ok") + CLOSE_OK)
+        self.assertEqual(self.clientHeard(), b"")
+        self.assertEqual(self.brokerHeard(), CLOSE_OK)
+        self.assertEqual(self.session.reason, "broker closed: shutdown")
+        self.session.brokerConnectionLost()
+        self.assertEqual(self.session.state, State.CLOSED)
+
+    def test_framesWithOpenOkRelayed(self):
+        """
+        Frames the broker sends in the same read as its Open-Ok (a
+        connection.blocked, a heartbeat) reach the client, the stream
+        followed from there.
+        """
+        self.handshake(upTo="start-ok")
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN)
+        self.clientHeard()
+        blocked = encodeMethod(0, "connection.blocked", reason="low memory")
+        heartbeat = encodeFrame(8, 0, b"")
+        self.brokerSays(OPEN_OK + blocked + heartbeat[:3])
+        self.assertEqual(self.clientHeard(), OPEN_OK + blocked + heartbeat[:3])
+        self.clientSays(UPDATE_SECRET)
+        self.brokerSays(heartbeat[3:])
+        self.assertEqual(self.clientHeard(), heartbeat[3:] + UPDATE_SECRET_OK)
+
+    def test_S5_brokerHeartbeatsAndBlockedWhenOpen(self):
+        """
+        Other channel-0 frames of the broker (heartbeats, connection.blocked)
+        pass as they come and close nothing.
+        """
+        self.handshake()
+        stream = (encodeFrame(8, 0, b"") + encodeMethod(0, "connection.blocked", reason="low memory")
+                  + content(1, b"e"))
+        self.brokerSays(stream)
+        self.assertEqual(self.clientHeard(), stream)
+        self.assertEqual(self.session.state, State.PASSTHROUGH)
+
     def loginThenConnecting(self, result=None):
         """
         An AMQP-listener session whose login succeeded: it is connecting to
@@ -897,3 +957,330 @@ class ClosingTests(SessionTestsMixin, SynchronousTestCase):
         self.assertIsNone(self.client.closed)
         self.clientSays(CLOSE_OK)
         self.assertEqual(self.client.closed, "normal")
+
+
+def deliver(channel, body):
+    """
+    One message as the broker delivers it: basic.deliver, a content header
+    frame and a body frame.
+    """
+    header = struct.pack("!HHQH", 60, 0, len(body), 0)
+    return (encodeMethod(channel, "basic.deliver", consumer_tag="ctag", delivery_tag=1, redelivered=False,
+                         exchange="", routing_key="q")
+            + encodeFrame(FRAME_HEADER, channel, header) + encodeFrame(FRAME_BODY, channel, body))
+
+
+def updateSecret(secret):
+    if isinstance(secret, str):
+        secret = secret.encode("utf-8")
+    return encodeMethod(0, "connection.update-secret", new_secret=secret, reason="rotation")
+
+
+class FakeChecker:
+    """
+    The delegated checker's C{revalidate}, as L{SessionLifetime} calls it.
+    """
+
+    def __init__(self):
+        self.asked = []
+        self.answers = []
+
+    def revalidate(self, credentials):
+        self.asked.append((credentials.username, credentials.password))
+        return self.answers.pop(0)
+
+
+class UpdateSecretTests(SessionTestsMixin, SynchronousTestCase):
+    """
+    P7 / issue 21 #2: connection.update-secret is answered by the gateway
+    and never forwarded.  On the AMQP listener the new secret logs the same
+    gateway user in again; where the AMQP credentials mean nothing it is
+    answered and changes nothing.
+    """
+
+    ownStart = True
+
+    def openAMQP(self, lifetime=None, expires=None):
+        """
+        An AMQP-listener session, logged in as joe.smith and open.
+        """
+        self.gate = FakeAuthenticator(defer.succeed(GatewayUser("joe.smith", expires=expires)))
+        self.makeSession(avatar=None, authenticator=self.gate, lifetime=lifetime)
+        self.clientSays(PROTOCOL_HEADER)
+        self.clientSays(startOk("joe.smith", "joe-password"))
+        self.connectBroker()
+        self.brokerSays(start())
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN)
+        self.brokerSays(OPEN_OK)
+        self.assertEqual(self.session.state, State.PASSTHROUGH)
+        self.brokerHeard()
+        self.clientHeard()
+
+    def assertOnlyClose(self, code):
+        """
+        The client heard one frame, the gateway's Close with C{code}; its
+        Close-Ok ends the connection.
+        """
+        [(name, args)] = methods(self.clientHeard())
+        self.assertEqual((name, args["reply_code"]), ("connection.close", code))
+        self.assertEqual(self.session.state, State.CLOSING)
+        self.clientSays(CLOSE_OK)
+        self.assertEqual(self.session.state, State.CLOSED)
+
+    def test_P7_updateSecretLogsInAgain(self):
+        """
+        P7 / X3: the right new secret → update-secret-ok from the gateway;
+        the broker hears nothing of it; the session's avatar and kept
+        credentials are the new ones and its lifetime follows the new
+        expiry.
+        """
+        checker = FakeChecker()
+        self.openAMQP(SessionLifetime("revalidate", checker, self.clock), expires=10.0)
+        self.assertEqual(self.session.credentials, ("joe.smith", "joe-password"))
+        renewed = GatewayUser("joe.smith", expires=100.0)
+        self.gate.result = defer.succeed(renewed)
+        self.clientSays(updateSecret("new-password"))
+        self.assertEqual(self.clientHeard(), UPDATE_SECRET_OK)
+        self.assertEqual(self.brokerHeard(), b"")
+        attempt = self.gate.attempts[-1]
+        self.assertEqual((attempt.username, attempt.password, attempt.host, attempt.source, attempt.listener),
+                         ("joe.smith", "new-password", "127.0.0.1", "127.0.0.1:4242", self.listener))
+        self.assertTrue(attempt.stillThere())
+        self.assertIs(self.session.avatar, renewed)
+        self.assertEqual(self.session.credentials, ("joe.smith", "new-password"))
+        self.clock.advance(50)
+        self.assertEqual(checker.asked, [])
+        checker.answers.append(defer.succeed(GatewayUser("joe.smith", expires=200.0)))
+        self.clock.advance(50)
+        self.assertEqual(checker.asked, [("joe.smith", "new-password")])
+        self.assertEqual(self.session.state, State.PASSTHROUGH)
+
+    def test_P7_updateSecretWrong(self):
+        """
+        P7: a wrong new secret, checked (and counted) by the authenticator
+        for the same user → one Close 403; nothing the client sent after it
+        reaches the broker, whose connection goes.
+        """
+        self.openAMQP()
+        self.gate.result = defer.fail(LoginDenied("bad-credentials", "wrong password"))
+        self.clientSays(updateSecret("nope") + PUBLISH)
+        attempt = self.gate.attempts[-1]
+        self.assertEqual((attempt.username, attempt.password), ("joe.smith", "nope"))
+        self.assertEqual(self.brokerHeard(), b"")
+        self.assertTrue(self.broker.transport.disconnecting)
+        self.assertOnlyClose(ACCESS_REFUSED)
+        self.assertEqual(self.session.outcome, "bad-credentials")
+
+    def test_P7_updateSecretRateLimited(self):
+        """
+        P7: the login protection refusing the attempt is a refusal like any.
+        """
+        self.openAMQP()
+        self.gate.result = defer.fail(LoginDenied("rate-limited", "too many failed logins", 30))
+        self.clientSays(updateSecret("guess"))
+        self.assertOnlyClose(ACCESS_REFUSED)
+        self.assertEqual(self.session.outcome, "rate-limited")
+
+    def test_P7_updateSecretOfAnotherUser(self):
+        """
+        P7: a secret that is valid but logs in someone else is refused; the
+        session's user does not change.
+        """
+        self.openAMQP()
+        joe = self.session.avatar
+        self.gate.result = defer.succeed(GatewayUser("alice"))
+        self.clientSays(updateSecret("alice-password"))
+        self.assertEqual(self.gate.attempts[-1].username, "joe.smith")
+        self.assertOnlyClose(ACCESS_REFUSED)
+        self.assertIs(self.session.avatar, joe)
+        self.assertEqual(self.brokerHeard(), b"")
+
+    def test_P7_updateSecretNotUTF8(self):
+        """
+        A new secret that is not UTF-8 cannot be a password: the
+        authenticator is told the credentials are unusable; Close 403.
+        """
+        self.openAMQP()
+        self.gate.result = defer.fail(LoginDenied("bad-credentials", "unusable"))
+        self.clientSays(updateSecret(b"\xff\xfe"))
+        attempt = self.gate.attempts[-1]
+        self.assertEqual((attempt.username, attempt.password), (None, None))
+        self.assertIn("UTF-8", attempt.unusable)
+        self.assertOnlyClose(ACCESS_REFUSED)
+
+    def test_P7_malformedUpdateSecret(self):
+        """
+        An update-secret whose arguments cannot be read closes the
+        connection with the codec's reply code; no login is tried.
+        """
+        self.openAMQP()
+        logins = len(self.gate.attempts)
+        self.clientSays(encodeFrame(FRAME_METHOD, 0, struct.pack("!HH", 10, 70) + b"\x00\x00\x00\x09ab"))
+        [(name, args)] = methods(self.clientHeard())
+        self.assertEqual(name, "connection.close")
+        self.assertEqual(len(self.gate.attempts), logins)
+        self.assertEqual(self.brokerHeard(), b"")
+
+    def test_P7_updateSecretOverWebSocket(self):
+        """
+        P7: on the WebSocket listener the person logged in at the upgrade
+        and the AMQP credentials mean nothing: update-secret-ok, no login,
+        nothing changes.
+        """
+        gate = FakeAuthenticator(lambda: defer.fail(LoginDenied("bad-credentials", "must not be asked")))
+        joe = GatewayUser("joe.smith")
+        self.makeSession(avatar=joe, authenticator=gate, ownStart=False)
+        self.clientSays(PROTOCOL_HEADER)
+        self.connectBroker()
+        self.brokerSays(start())
+        self.clientSays(startOk())
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN)
+        self.brokerSays(OPEN_OK)
+        self.brokerHeard()
+        self.clientHeard()
+        self.clientSays(updateSecret("anything") + PUBLISH)
+        self.assertEqual(self.clientHeard(), UPDATE_SECRET_OK)
+        self.assertEqual(self.brokerHeard(), PUBLISH)
+        self.assertEqual(gate.attempts, [])
+        self.assertIs(self.session.avatar, joe)
+        self.assertEqual(self.session.state, State.PASSTHROUGH)
+
+    def test_P7_updateSecretWithoutAuth(self):
+        """
+        P7: on an C{auth = "none"} AMQP listener: update-secret-ok, and
+        nothing changes.
+        """
+        self.makeSession(avatar=ANONYMOUS, authenticator=None)
+        self.clientSays(PROTOCOL_HEADER)
+        self.clientSays(startOk())
+        self.connectBroker()
+        self.brokerSays(start())
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN)
+        self.brokerSays(OPEN_OK)
+        self.brokerHeard()
+        self.clientHeard()
+        self.clientSays(updateSecret("anything"))
+        self.assertEqual(self.clientHeard(), UPDATE_SECRET_OK)
+        self.assertEqual(self.brokerHeard(), b"")
+        self.assertIs(self.session.avatar, ANONYMOUS)
+
+    def test_P7_updateSecretOkAtFrameBoundary(self):
+        """
+        The broker's stream is relayed as it comes; the gateway's
+        update-secret-ok goes into it at the first frame boundary after it
+        is due: at once when the stream is between frames, else where the
+        frame in flight ends.  The client receives whole frames.
+        """
+        message = deliver(1, b"m" * 300)
+        boundaries = [0]
+        for *_, raw in FrameReader(1 << 20).feed(message):
+            boundaries.append(boundaries[-1] + len(raw))
+        self.assertEqual(boundaries[-1], len(message))
+        for cut in (1, 3, 7, 8, 20, boundaries[1], boundaries[1] + 3, boundaries[2] + 10, len(message) - 1):
+            self.setUp()
+            self.openAMQP()
+            self.gate.result = defer.succeed(GatewayUser("joe.smith"))
+            self.brokerSays(message + message[:cut])
+            self.clientSays(updateSecret("new-password"))
+            due = min(offset for offset in boundaries if offset >= cut)
+            heard = self.clientHeard()
+            self.assertEqual(heard, message + message[:cut] + (UPDATE_SECRET_OK if due == cut else b""), cut)
+            self.brokerSays(message[cut:] + message)
+            heard += self.clientHeard()
+            self.assertEqual(heard, message + message[:due] + UPDATE_SECRET_OK + message[due:] + message, cut)
+
+    def test_P7_updateSecretOkDueMidFrameInPieces(self):
+        """
+        The login answering while a frame is in flight: the ok waits for
+        that frame's end, however the rest of it is cut, then goes out.
+        """
+        self.openAMQP()
+        result = self.gate.result = defer.Deferred()
+        message = deliver(1, b"n" * 1000)
+        self.brokerSays(message[:10])
+        self.clientSays(updateSecret("new-password"))
+        result.callback(GatewayUser("joe.smith"))
+        heard = self.clientHeard()
+        for offset in range(10, len(message), 7):
+            self.brokerSays(message[offset:offset + 7])
+            heard += self.clientHeard()
+        first = len(FrameReader(1 << 20).feed(message)[0][3])
+        self.assertEqual(heard, message[:first] + UPDATE_SECRET_OK + message[first:])
+        self.brokerSays(message)
+        self.assertEqual(self.clientHeard(), message)
+
+    def test_P7_clientWaitsBehindItsUpdateSecret(self):
+        """
+        Like RabbitMQ's reader, the gateway reads nothing more of the client
+        while its new secret is checked: what follows reaches the broker
+        after the ok (a second update-secret is answered in its turn), and
+        the client's transport is paused meanwhile.
+        """
+        self.openAMQP()
+        first = self.gate.result = defer.Deferred()
+        self.clientSays(updateSecret("one") + PUBLISH + updateSecret("two")[:5])
+        self.assertEqual(self.client.transport.producerState, "paused")
+        second = self.gate.result = defer.Deferred()
+        self.clientSays(updateSecret("two")[5:] + PUBLISH + CLOSE)
+        self.assertEqual(self.brokerHeard(), b"")
+        self.assertEqual([attempt.password for attempt in self.gate.attempts[1:]], ["one"])
+        first.callback(GatewayUser("joe.smith"))
+        self.assertEqual(self.clientHeard(), UPDATE_SECRET_OK)
+        self.assertEqual(self.brokerHeard(), PUBLISH)
+        self.assertEqual([attempt.password for attempt in self.gate.attempts[1:]], ["one", "two"])
+        self.assertEqual(self.client.transport.producerState, "paused")
+        second.callback(GatewayUser("joe.smith"))
+        self.assertEqual(self.clientHeard(), UPDATE_SECRET_OK)
+        self.assertEqual(self.brokerHeard(), PUBLISH + CLOSE)
+        self.assertEqual(self.client.transport.producerState, "producing")
+        self.assertEqual(self.session.state, State.CLOSING)
+
+    def test_P7_forceCloseWhileCheckingSecret(self):
+        """
+        A forced close (reload, expiry) while the new secret is checked:
+        one Close, and no ok after it whatever the answer.
+        """
+        self.openAMQP()
+        result = self.gate.result = defer.Deferred()
+        self.clientSays(updateSecret("new-password"))
+        self.session.forceClose("reload")
+        result.callback(GatewayUser("joe.smith"))
+        self.assertOnlyClose(CONNECTION_FORCED)
+
+    def test_P7_clientGoneWhileCheckingSecret(self):
+        """
+        A client that leaves while its new secret waits: the check may be
+        dropped (stillThere), and its answer changes nothing.
+        """
+        self.openAMQP()
+        joe = self.session.avatar
+        result = self.gate.result = defer.Deferred()
+        self.clientSays(updateSecret("new-password"))
+        attempt = self.gate.attempts[-1]
+        self.session.clientConnectionLost()
+        self.assertFalse(attempt.stillThere())
+        result.callback(GatewayUser("joe.smith"))
+        self.assertEqual(self.clientHeard(), b"")
+        self.assertIs(self.session.avatar, joe)
+
+    def test_P7_brokerClosesWhileCheckingSecret(self):
+        """
+        The broker's Close while the new secret is checked: the client's
+        Close-Ok reaches the broker; a refusal afterwards adds no Close of
+        the gateway's.
+        """
+        self.openAMQP()
+        result = self.gate.result = defer.Deferred()
+        self.clientSays(updateSecret("nope"))
+        brokerClose = encodeMethod(0, "connection.close", reply_code=320, reply_text="shutdown")
+        self.brokerSays(brokerClose)
+        self.clientSays(CLOSE_OK)
+        self.assertEqual(self.brokerHeard(), CLOSE_OK)
+        result.errback(LoginDenied("bad-credentials", "wrong password"))
+        self.assertEqual(self.clientHeard(), brokerClose)
+        self.assertEqual(self.session.state, State.CLOSING)
+        self.session.brokerConnectionLost()
+        self.assertEqual(self.session.state, State.CLOSED)

@@ -9,6 +9,9 @@ Two readers, for the two phases of a connection:
     frame headers, hands the bytes on in as few pieces as it can, and
     stops at connection-class methods on channel 0, the only frames the
     gateway still has to act on.
+
+and L{FrameBoundaries}, which follows the broker's stream once it is
+relayed as it comes, holding nothing back.
 """
 
 import struct
@@ -151,3 +154,89 @@ class ChannelZeroScanner:
         self._toEnd = -1
         self._held = data[position:]
         return data[:position], None, b""
+
+
+class FrameBoundaries:
+    """
+    Follows where the frames of a relayed stream begin, without holding,
+    copying or checking any of it: the arithmetic of frame sizes only,
+    about 0.35 µs per three-frame message (C{bench/boundaries_micro.py}).
+
+    The gateway relays the broker's bytes to the client as they come once
+    the connection is open; a frame of its own (update-secret-ok) must go
+    in between two of the broker's frames, and a Close of the broker's must
+    be noticed for the gateway not to send a second one.  L{feed} tells
+    both: where the first frame boundary of each read lies, and which
+    connection methods on channel 0 ended in it.  Those frames are small
+    (a Close's text is at most 255 bytes): one larger than
+    C{frame-min-size} is only counted, never collected.
+    """
+
+    def __init__(self):
+        # Bytes of the frame in flight still to come; 0 between frames.
+        self._toNext = 0
+        # The start of a frame header cut by a read.
+        self._header = b""
+        # A channel-0 method frame cut by a read, collected until its end.
+        self._method = None
+
+    @property
+    def between(self):
+        """
+        Whether the stream is between two frames: what is written now
+        starts a frame of its own.
+        """
+        return self._toNext == 0 and not self._header
+
+    def feed(self, data):
+        """
+        @param data: the next bytes of the stream (not empty).
+        @return: C{(boundary, methods)}: C{boundary} is the offset in C{data}
+            of its first frame boundary (C{len(data)} when the frame in
+            flight ends with it) or L{None} when there is none; C{methods}
+            is L{None} or the L{list} of the whole frames of channel-0
+            methods that ended in C{data}, each as L{bytes}.
+        """
+        length = len(data)
+        position = self._toNext
+        methods = None
+        if self._header:
+            cut = self._header
+            need = HEADER_SIZE - len(cut)
+            if length < need:
+                self._header = cut + data
+                return None, None
+            self._header = b""
+            frameType, channel, size = _HEADER.unpack(cut + data[:need])
+            position = need + size + 1
+            if channel == 0 and frameType == FRAME_METHOD and size < FRAME_MIN_SIZE:
+                self._method = cut
+        if self._method is not None:
+            if position > length:
+                self._method += data
+                self._toNext = position - length
+                return None, None
+            methods = [self._method + data[:position]]
+            self._method = None
+        boundary = position if position <= length else None
+        # The hot loop: locals only, one unpack and one test per frame.
+        unpack = _HEADER.unpack_from
+        lastHeader = length - HEADER_SIZE
+        overhead = HEADER_SIZE + 1
+        while position <= lastHeader:
+            frameType, channel, size = unpack(data, position)
+            if channel == 0 and frameType == FRAME_METHOD and size < FRAME_MIN_SIZE:
+                end = position + overhead + size
+                if end <= length:
+                    if methods is None:
+                        methods = []
+                    methods.append(data[position:end])
+                else:
+                    self._method = data[position:]
+            position += overhead + size
+        if position < length:
+            self._header = data[position:]
+            self._toNext = 0
+        else:
+            self._toNext = position - length
+        return boundary, methods

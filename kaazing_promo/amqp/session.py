@@ -10,8 +10,11 @@ One client connection's life, in one place.
 During the handshake every frame is decoded and checked against the state;
 anything out of turn closes the connection with the matching reply code.
 Once the broker's Open-Ok is through, bytes are pumped both ways and only
-connection-class methods the client sends on channel 0 are looked at
-(update-secret is refused; close and close-ok pass).
+connection-class methods on channel 0 are looked at: the client's close and
+close-ok pass; its update-secret is answered by the gateway and never
+forwarded (P7); the broker's stream is relayed as it comes, followed by
+L{FrameBoundaries} only far enough to put the gateway's update-secret-ok
+between two of its frames and to notice its Close.
 
 Once a Close is in the air (CLOSING, and L{Closer} says whose) the
 connection carries no other Close and nothing moves it forward again.  The
@@ -37,7 +40,7 @@ from kaazing_promo.amqp.codec import (
     FRAME_MIN_SIZE, INTERNAL_ERROR, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, AMQPError,
     decodeMethod, encodeMethod)
 from kaazing_promo.amqp.deadline import HandshakeDeadline
-from kaazing_promo.amqp.frames import VALID_HEADERS, ChannelZeroScanner, FrameReader
+from kaazing_promo.amqp.frames import VALID_HEADERS, ChannelZeroScanner, FrameBoundaries, FrameReader
 from kaazing_promo.errors import LoginDenied, PromotionRefused
 from kaazing_promo.interfaces import LoginAttempt
 from kaazing_promo.ops.audit import BROKER_UNREACHABLE, auditConnection, auditOpen
@@ -49,6 +52,9 @@ _CLOSE, _CLOSE_OK = 50, 51
 # Connection methods a client may send once the connection is open.
 _CLIENT_OPEN_METHODS = {_CLOSE: "close", _CLOSE_OK: "close-ok"}
 _UPDATE_SECRET = 70
+_UPDATE_SECRET_OK = encodeMethod(0, "connection.update-secret-ok")
+# A channel-0 method frame's class and method ids (10, 50): connection.close.
+_CLOSE_IDS = b"\x00\x0a\x00\x32"
 
 
 class State(enum.Enum):
@@ -140,6 +146,13 @@ class GatewaySession:
         self._timers = []
         self._deadline = None
         self._started = None
+        self._boundaries = None
+        # A frame of the gateway's waiting for a boundary of the broker's stream.
+        self._ownFrame = None
+        # The client's bytes read while its new secret is checked, or None.
+        self._held = None
+        self._heldBytes = 0
+        self._checkingSecret = False
 
     # -- the client side ---------------------------------------------------
 
@@ -159,7 +172,10 @@ class GatewaySession:
 
     def clientDataReceived(self, data):
         if self.state is State.PASSTHROUGH:
-            self._pumpToBroker(data)
+            if self._held is None:
+                self._pumpToBroker(data)
+            else:
+                self._hold(data)
         elif self.state is State.CLOSING:
             self._readWhileClosing(data)
         elif self.state is State.HEADER:
@@ -237,7 +253,8 @@ class GatewaySession:
         if method.name == "close":
             return self._clientClose(raw)
         if method.name == "update-secret":
-            return self._fail(NOT_ALLOWED, "connection.update-secret is not allowed through this gateway", method)
+            return self._fail(NOT_ALLOWED, "NOT_ALLOWED - connection.update-secret before the connection is open",
+                              method)
         return self._fail(COMMAND_INVALID, f"{method.qualifiedName} out of turn while {self.state.value}", method)
 
     def _queue(self, data):
@@ -413,14 +430,12 @@ class GatewaySession:
             # A broker connection the gateway has dropped: what it still says is not heard.
             return
         if self._opened:
-            self.bytesOut += len(data)
-            self.client.write(data)
-            return
+            return self._relayToClient(data)
         try:
             frames = self._brokerReader.feed(data)
         except AMQPError as e:
             return self._brokerBroke(f"broker sent a bad frame: {e.text}")
-        for frameType, channel, payload, raw in frames:
+        for index, (frameType, channel, payload, raw) in enumerate(frames):
             if self.broker is None:
                 return
             if frameType != FRAME_METHOD or channel != 0:
@@ -433,10 +448,10 @@ class GatewaySession:
                 return self._brokerBroke(f"broker sent a bad method: {e.text}")
             self._brokerMethod(method, raw)
             if self.state is State.PASSTHROUGH:
-                rest = self._brokerReader.takeRemainder()
+                # What came with the Open-Ok is the relayed stream's beginning.
+                rest = b"".join(raw for *_, raw in frames[index + 1:]) + self._brokerReader.takeRemainder()
                 if rest:
-                    self.bytesOut += len(rest)
-                    self.client.write(rest)
+                    self._relayToClient(rest)
                 return
 
     def _brokerMethod(self, method, raw):
@@ -444,11 +459,7 @@ class GatewaySession:
         if name == "close":
             if self.closedBy is Closer.BROKER:
                 return
-            if self.state is State.TUNE:
-                self.outcome, self.reason = "broker-refused", method.args["reply_text"]
-            elif self.state is not State.CLOSING:
-                self.outcome, self.reason = "closed", f"broker closed: {method.args['reply_text']}"
-            self._closing(Closer.BROKER)
+            self._brokerClosing(method.args["reply_text"])
             self.client.write(raw)
         elif name == "close-ok" and self.state is State.CLOSING:
             self.client.write(raw)
@@ -464,6 +475,17 @@ class GatewaySession:
             self.client.write(raw)
         elif self.state is not State.CLOSING:
             self._brokerBroke(f"broker sent {method.qualifiedName} while {self.state.value}")
+
+    def _brokerClosing(self, text):
+        """
+        The broker's Close, which the client gets: the connection is closing
+        and carries no Close of the gateway's.
+        """
+        if self.state is State.TUNE:
+            self.outcome, self.reason = "broker-refused", text
+        elif self.state is not State.CLOSING:
+            self.outcome, self.reason = "closed", f"broker closed: {text}"
+        self._closing(Closer.BROKER)
 
     def _brokerStart(self, method, raw):
         self._mechanisms = method.args["mechanisms"].split()
@@ -536,6 +558,7 @@ class GatewaySession:
         if self.lifetime is not None:
             self.lifetime.watch(self)
         self._scanner = ChannelZeroScanner(self._frameMax)
+        self._boundaries = FrameBoundaries()
         brokerTransport = self.broker.transport
         clientTransport = self.client.transport
         # Each side's write buffer holds at most max_pending_bytes before the
@@ -565,8 +588,15 @@ class GatewaySession:
             channel, payload, raw = frame
             methodId = int.from_bytes(payload[2:4], "big")
             if methodId == _UPDATE_SECRET:
-                return self._fail(NOT_ALLOWED, "NOT_ALLOWED - connection.update-secret is not allowed "
-                                               "through this gateway", classMethod=(10, 70))
+                self._updateSecret(payload)
+                if self.state is not State.PASSTHROUGH:
+                    return
+                if self._checkingSecret:
+                    # Like RabbitMQ's reader, read no further until the new
+                    # secret is checked.
+                    self._held, self._heldBytes = [], 0
+                    return self._hold(data)
+                continue
             if methodId not in _CLIENT_OPEN_METHODS:
                 return self._fail(COMMAND_INVALID, f"COMMAND_INVALID - connection method {methodId} "
                                                    "on an open connection", classMethod=(10, methodId))
@@ -576,6 +606,139 @@ class GatewaySession:
                 self.outcome, self.reason = "closed", "client closed the connection"
                 self._closing(Closer.CLIENT)
                 return self._readWhileClosing(data)
+
+    def _relayToClient(self, data):
+        """
+        Relay the broker's bytes as they come, a frame of the gateway's
+        waiting for a boundary between two of the broker's frames put
+        there, and a Close of the broker's noticed.
+        """
+        self.bytesOut += len(data)
+        boundary, methods = self._boundaries.feed(data)
+        if self._ownFrame is not None and boundary is not None:
+            own, self._ownFrame = self._ownFrame, None
+            if boundary:
+                self.client.write(data[:boundary])
+            self.client.write(own)
+            data = data[boundary:]
+        if data:
+            self.client.write(data)
+        if methods is not None:
+            for raw in methods:
+                if raw[7:11] == _CLOSE_IDS and self.closedBy is not Closer.BROKER and self.broker is not None:
+                    self._brokerClosedWhenOpen(raw)
+
+    def _brokerClosedWhenOpen(self, raw):
+        """
+        The broker's Close, relayed in the stream: the connection is
+        closing; a client waiting behind its update-secret is read again,
+        for its Close-Ok.
+        """
+        try:
+            text = decodeMethod(raw[7:-1]).args["reply_text"]
+        except AMQPError:
+            text = "(unreadable Close)"
+        self._brokerClosing(text)
+        self._readClientAgain()
+
+    def _writeBetweenFrames(self, frame):
+        """
+        Write a frame of the gateway's into the relayed broker stream, at
+        once if the stream is between frames, else where the frame in
+        flight ends.
+        """
+        if self._boundaries.between:
+            self.client.write(frame)
+        else:
+            self._ownFrame = (self._ownFrame or b"") + frame
+
+    def _updateSecret(self, payload):
+        """
+        P7: the client's update-secret, answered by the gateway and never
+        forwarded: the broker identity does not change.  Where the person
+        logged in with these AMQP credentials (the AMQP listener, auth
+        required) the new secret must log the same person in again, as
+        any login; elsewhere they mean nothing and nothing changes.
+        """
+        try:
+            method = decodeMethod(payload)
+        except AMQPError as e:
+            return self._fail(e.replyCode, e.text, classMethod=(10, _UPDATE_SECRET))
+        if self.relayStart or self.authenticator is None:
+            return self._writeBetweenFrames(_UPDATE_SECRET_OK)
+        try:
+            username, password = self.avatar.user, bytes(method.args["new_secret"]).decode("utf-8")
+        except UnicodeDecodeError:
+            username = password = None
+        attempt = LoginAttempt(self.listener, self.host, self.source, username, password,
+                               self._secretStillWanted, "new secret is not UTF-8")
+        self._checkingSecret = True
+        d = defer.maybeDeferred(self.authenticator.authenticate, attempt)
+        d.addCallbacks(self._secretAccepted, self._secretRefused, callbackArgs=(password,))
+        d.addErrback(self._internalError)
+
+    def _secretStillWanted(self):
+        """
+        Whether the client is still there for its new secret's check.
+        """
+        return self.state is not State.CLOSED
+
+    def _secretAccepted(self, avatar, password):
+        self._checkingSecret = False
+        if self.state is not State.PASSTHROUGH:
+            return
+        if avatar.user != self.avatar.user:
+            self.log.info("{source}: update-secret logged in {other!r} on {user!r}'s connection: refused",
+                          source=self.source, other=avatar.user, user=self.avatar.user)
+            self.outcome, self.reason = "unauthorized", "update-secret logged in another user"
+            return self._fail(ACCESS_REFUSED, "ACCESS_REFUSED - the new secret was refused", log=False,
+                              classMethod=(10, _UPDATE_SECRET))
+        self.avatar = avatar
+        if self.lifetime is not None:
+            if self.lifetime.keepsCredentials:
+                self.credentials = (avatar.user, password)
+            # X3: the connection lives as long as its newest authentication.
+            self.lifetime.unwatch(self)
+            self.lifetime.watch(self)
+        self._writeBetweenFrames(_UPDATE_SECRET_OK)
+        self._readClientAgain()
+
+    def _secretRefused(self, failure):
+        failure.trap(LoginDenied)
+        self._checkingSecret = False
+        if self.state is not State.PASSTHROUGH:
+            return
+        denial = failure.value
+        self.outcome, self.reason = denial.outcome, f"update-secret refused: {denial.reason}"
+        text = "ACCESS_REFUSED - the new secret was refused"
+        if denial.outcome == "rate-limited":
+            text = f"ACCESS_REFUSED - too many failed logins; retry after {denial.retryAfter} s"
+        self._fail(ACCESS_REFUSED, text, log=False, classMethod=(10, _UPDATE_SECRET))
+
+    def _hold(self, data):
+        """
+        Keep what the client sends while its new secret is checked; a
+        client read again meanwhile (the broker's backpressure ending) is
+        paused again, and one that still sends too much is closed.
+        """
+        self._held.append(data)
+        self._heldBytes += len(data)
+        if self._heldBytes > self.listener.max_pending_bytes:
+            return self._fail(UNEXPECTED_FRAME, "UNEXPECTED_FRAME - too much sent while the new secret is checked")
+        self.client.transport.pauseProducing()
+
+    def _readClientAgain(self):
+        """
+        Read the client again after its new secret was checked: first what
+        it sent meanwhile.
+        """
+        held, self._held = self._held, None
+        if held is None:
+            return
+        self.client.transport.resumeProducing()
+        data = b"".join(held)
+        if data:
+            self.clientDataReceived(data)
 
     # -- endings -----------------------------------------------------------
 
@@ -622,6 +785,9 @@ class GatewaySession:
             self._stopPump()
             self.broker.transport.loseConnection()
             self.broker = None
+        # Nothing the client sent behind an update-secret goes anywhere now,
+        # and no update-secret-ok follows the Close.
+        self._held = self._ownFrame = None
         if self.state is State.HEADER:
             return self._finish()
         self._closing(Closer.GATEWAY)
