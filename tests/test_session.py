@@ -65,6 +65,9 @@ class FakeBroker:
     def __init__(self):
         self.transport = StringTransport()
 
+    def write(self, data):
+        self.transport.write(data)
+
 
 class FakeBrokerConnector:
     def __init__(self):

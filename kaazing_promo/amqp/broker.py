@@ -9,6 +9,7 @@ from twisted.internet import defer, protocol
 from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 
+from kaazing_promo.adapters.twistedinternals import writeNow
 from kaazing_promo.amqp.codec import FRAME_METHOD, PROTOCOL_HEADER, decodeMethod
 from kaazing_promo.amqp.frames import FrameReader
 
@@ -70,6 +71,12 @@ class BrokerProtocol(protocol.Protocol):
 
     def dataReceived(self, data):
         self.session.brokerDataReceived(data)
+
+    def write(self, data):
+        """
+        Send C{data} to the broker, at once when nothing is queued.
+        """
+        writeNow(self.transport, data)
 
     def connectionLost(self, reason):
         # Let go of the session as the connection ends: no cycle keeps it

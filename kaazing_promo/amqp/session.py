@@ -232,7 +232,7 @@ class GatewaySession:
 
     def _clientFrame(self, frameType, channel, payload, raw):
         if frameType == FRAME_HEARTBEAT and channel == 0 and self.state in (State.OPEN, State.OPEN_OK):
-            return self.broker.transport.write(raw)
+            return self.broker.write(raw)
         if frameType != FRAME_METHOD or channel != 0:
             return self._fail(UNEXPECTED_FRAME, f"frame type {frameType} on channel {channel} "
                                                 f"while {self.state.value}")
@@ -301,7 +301,7 @@ class GatewaySession:
             return self._finish()
         # The broker takes part in this close: it answers a Close and waits for a Close-Ok.
         self.bytesIn += len(raw)
-        self.broker.transport.write(raw)
+        self.broker.write(raw)
 
     def _startOk(self, method, raw):
         mechanism = method.args["mechanism"].encode("utf-8")
@@ -362,7 +362,7 @@ class GatewaySession:
             return self._fail(NOT_ALLOWED, f"frame_max {frameMax} is below frame-min-size", method)
         self._frameMax = frameMax
         self.state = State.OPEN
-        self.broker.transport.write(raw)
+        self.broker.write(raw)
 
     def _open(self, method, raw):
         requested = method.args["virtual_host"]
@@ -376,14 +376,14 @@ class GatewaySession:
         self.state = State.OPEN_OK
         if vhost != requested:
             raw = encodeMethod(0, "connection.open", **dict(method.args, virtual_host=vhost))
-        self.broker.transport.write(raw)
+        self.broker.write(raw)
 
     def _clientClose(self, raw):
         self.outcome, self.reason = "closed", "client closed the connection"
         if self.broker is not None and self.broker.transport is not None and self.state not in (
                 State.CONNECTING, State.BROKER_START):
             self._closing(Closer.CLIENT)
-            self.broker.transport.write(raw)
+            self.broker.write(raw)
         else:
             # No broker handshake to end: the gateway answers as the broker would.
             self.client.write(encodeMethod(0, "connection.close-ok"))
@@ -412,7 +412,7 @@ class GatewaySession:
             return
         self.broker = broker
         self.state = State.BROKER_START
-        broker.transport.write(PROTOCOL_HEADER)
+        broker.write(PROTOCOL_HEADER)
 
     def _brokerUnreachable(self, failure):
         if self.state is not State.CONNECTING:
@@ -513,7 +513,7 @@ class GatewaySession:
                 mechanism=mechanism.decode("ascii"),
                 response=encode(identity.username, identity.password.reveal()), locale=_LOCALE)
         self.state = State.TUNE
-        self.broker.transport.write(raw)
+        self.broker.write(raw)
 
     def _brokerTune(self, method):
         brokerMax = method.args["frame_max"] or self.maxFrameSize
@@ -574,7 +574,7 @@ class GatewaySession:
 
     def _pumpToBroker(self, data):
         scanner = self._scanner
-        write = self.broker.transport.write
+        write = self.broker.write
         while data:
             try:
                 passOn, frame, data = scanner.scan(data)
