@@ -303,3 +303,63 @@ class IRevalidating(IRealmChecker):
         """
         @return: as L{ICredentialsChecker.requestAvatarId}, ignoring any cache.
         """
+
+
+class IClientLink(Interface):
+    """
+    What a L{kaazing_promo.amqp.session.GatewaySession} writes to: the
+    client's side of one connection, whatever the listener (the AMQP
+    listener's TCP protocol, the WebSocket protocol).
+    """
+
+    transport = Attribute("The client's transport (paused while a new secret is checked).")
+
+    def write(data):
+        """
+        Send C{data} (a piece of the AMQP stream) to the client.
+        """
+
+    def close(failed):
+        """
+        End the connection; C{failed} when the client saw no AMQP yet and
+        should learn that the gateway failed it (WebSocket close 1011).
+        """
+
+    def couple(brokerTransport, maxPendingBytes):
+        """
+        Wire backpressure both ways between the client's transport and
+        C{brokerTransport}: each side's write buffer holds at most
+        C{maxPendingBytes} before the other side stops being read.
+        """
+
+    def uncouple(brokerTransport):
+        """
+        Undo L{couple} (the broker side is going while the client may still
+        send its Close-Ok), and read the client again.
+        """
+
+
+class IConnectionObserver(Interface):
+    """
+    Follows the connections of a listener: the audit trail, the X3
+    lifetime and the listener's live set subscribe here, so that the
+    session itself only speaks AMQP.
+    """
+
+    def opened(session):
+        """
+        The broker's Open-Ok reached the client (C{session.avatar},
+        C{brokerUser}, C{vhost}, C{startedAt} are set).
+        """
+
+    def renewed(session):
+        """
+        The person re-authenticated (update-secret): C{session.avatar} and
+        its kept credentials are new.
+        """
+
+    def finished(session):
+        """
+        Both sides are closed (C{session.outcome}, C{reason}, C{bytesIn},
+        C{bytesOut} are final).
+        """

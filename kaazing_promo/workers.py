@@ -102,7 +102,7 @@ class WorkerPool(service.Service):
         childFDs = {0: "w", 1: 1, 2: 2}
         for offset, name in enumerate(names):
             childFDs[_FIRST_FD + offset] = ports[name].fileno()
-        arguments = [sys.executable, "-m", "kaazing_promo.workers", "--config", os.path.abspath(gateway.config.path)]
+        arguments = [sys.executable, "-m", "kaazing_promo.workermain", "--config", os.path.abspath(gateway.config.path)]
         if self._apigwDir:
             arguments += ["--apigw-dir", self._apigwDir]
         # The workers run the very code the master runs, wherever it was imported from.
@@ -129,35 +129,3 @@ def _dieWithParent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def main(argv=None):
-    """
-    A worker: the master's configuration, its sockets (fds 3, 4, … in
-    listener order) and its ticket key.
-    """
-    import argparse
-
-    from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    from kaazing_promo.config import loadConfig
-    from kaazing_promo.tap import GatewayService
-
-    _dieWithParent()
-    parser = argparse.ArgumentParser(prog="kaazing-promo worker")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--apigw-dir", default=None)
-    options = parser.parse_args(argv)
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
-    config = loadConfig(options.config, options.apigw_dir)
-    inherited = {listener.name: _FIRST_FD + offset for offset, listener in enumerate(config.listeners)}
-    gateway = GatewayService(config, reactor, options.apigw_dir, inheritedPorts=inherited,
-                             ticketKey=bytes.fromhex(os.environ.pop(KEY_ENVIRONMENT)))
-    gateway.startService()
-    reactor.addSystemEventTrigger("before", "shutdown", gateway.stopService)
-    reactor.run()
-
-
-if __name__ == "__main__":
-    main()

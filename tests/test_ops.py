@@ -31,7 +31,8 @@ from kaazing_promo.interfaces import IReloadableUsers
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.ops import admin, audit, reload as reloading
 from kaazing_promo.ops.admin import Readiness, buildAdminResource, buildAdminService
-from kaazing_promo.ops.audit import BROKER_UNREACHABLE, AuditJSONService
+from kaazing_promo.amqp.broker import BROKER_UNREACHABLE
+from kaazing_promo.ops.audit import AuditJSONService
 from kaazing_promo.ops.checkconfig import checkConfig, describeSettings, systemdEndpointsBySyntax
 from kaazing_promo.ops.metrics import GatewayMetrics, IRealmMetrics, MetricsResource, MetricsService
 from kaazing_promo.ops.reload import ReloadService, restartNeeded

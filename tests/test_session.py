@@ -9,6 +9,7 @@ from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from kaazing_promo.amqp.codec import (
     ACCESS_REFUSED, ALT_PROTOCOL_HEADER, COMMAND_INVALID, CONNECTION_FORCED, FRAME_BODY, FRAME_ERROR,
@@ -21,9 +22,12 @@ from kaazing_promo.auth.avatar import ANONYMOUS, GatewayUser
 from kaazing_promo.auth.lifetime import SessionLifetime
 from kaazing_promo.config import Listener, Promotion
 from kaazing_promo.errors import LoginDenied
+from kaazing_promo.interfaces import IClientLink
 from kaazing_promo.ops.audit import isAuditEvent
 from kaazing_promo.promotion import ConsolidatedPromoter, MappingPromoter, PassthroughPromoter
 from kaazing_promo.secrets import SecretStore
+from kaazing_promo.transport.context import ListenerContext
+from kaazing_promo.transport.pump import CoupledTransports
 
 BROKER_PROPERTIES = {"product": "RabbitMQ", "capabilities": {"publisher_confirms": True}}
 CLIENT_PROPERTIES = {"product": "test-client", "capabilities": {"authentication_failure_close": True},
@@ -49,7 +53,12 @@ UPDATE_SECRET_OK = encodeMethod(0, "connection.update-secret-ok")
 PUBLISH = encodeMethod(1, "basic.publish", routing_key="q") + encodeFrame(FRAME_BODY, 1, b"hello")
 
 
-class FakeClient:
+@implementer(IClientLink)
+class FakeClient(CoupledTransports):
+    """
+    The client link a session writes to, over a L{StringTransport}.
+    """
+
     def __init__(self):
         self.transport = StringTransport()
         self.closed = None
@@ -125,11 +134,15 @@ class SessionTestsMixin:
 
     def makeSession(self, avatar=GatewayUser("joe.smith"), authenticator=None, ownStart=None, promoter=None,
                     lifetime=None):
+        # The listener's context follows the session as in the gateway: the
+        # audit trail and the X3 lifetime.
+        observer = ListenerContext(self.listener, promoter or self.promoter, self.connector, BrokerStartCache(),
+                                   self.clock, authenticator, lifetime)
         session = GatewaySession(
             self.listener, promoter or self.promoter, self.connector, self.clock, BrokerStartCache(),
             avatar=avatar, ownStart=self.ownStart if ownStart is None else ownStart,
-            authenticator=authenticator,
-            source="127.0.0.1:4242", lifetime=lifetime)
+            authenticator=authenticator, source="127.0.0.1:4242", observer=observer,
+            keepCredentials=observer.keepsCredentials)
         session.clientConnected(self.client)
         self.session = session
         return session

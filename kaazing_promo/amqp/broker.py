@@ -30,6 +30,10 @@ DEFAULT_SERVER_PROPERTIES = {
     },
 }
 
+#: The reason a connection ends when no broker endpoint could be reached
+#: (audit outcome C{broker-refused}); the metrics count these.
+BROKER_UNREACHABLE = "broker unreachable"
+
 
 def setNoDelay(transport):
     """

@@ -33,17 +33,18 @@ import enum
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from kaazing_promo.amqp import codec
 from kaazing_promo.amqp.codec import (
     ACCESS_REFUSED, COMMAND_INVALID, CONNECTION_FORCED, FRAME_HEARTBEAT, FRAME_METHOD,
     FRAME_MIN_SIZE, INTERNAL_ERROR, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, AMQPError,
     decodeMethod, encodeMethod)
+from kaazing_promo.amqp.broker import BROKER_UNREACHABLE
 from kaazing_promo.amqp.deadline import HandshakeDeadline
 from kaazing_promo.amqp.frames import VALID_HEADERS, ChannelZeroScanner, FrameBoundaries, FrameReader
 from kaazing_promo.errors import LoginDenied, PromotionRefused
-from kaazing_promo.interfaces import LoginAttempt
-from kaazing_promo.ops.audit import BROKER_UNREACHABLE, auditConnection, auditOpen
+from kaazing_promo.interfaces import IConnectionObserver, LoginAttempt
 from kaazing_promo.promotion import AMQPLAIN, PLAIN, chooseMechanism
 
 _CLOSE_OK_WAIT = 1.0
@@ -55,6 +56,18 @@ _UPDATE_SECRET = 70
 _UPDATE_SECRET_OK = encodeMethod(0, "connection.update-secret-ok")
 # A channel-0 method frame's class and method ids (10, 50): connection.close.
 _CLOSE_IDS = b"\x00\x0a\x00\x32"
+
+
+@implementer(IConnectionObserver)
+class _NoObserver:
+    """
+    Nobody follows this connection (a session made on its own, in tests).
+    """
+
+    def opened(self, session):
+        pass
+
+    renewed = finished = opened
 
 
 class State(enum.Enum):
@@ -102,18 +115,20 @@ class GatewaySession:
         credentials; L{None} on an C{auth = "none"} listener.
     @param source: the client's address, for the audit log.
     @param host: the client's host, what the login limits count.
-    @param onFinished: called with the session once both sides are closed.
-    @param lifetime: the L{kaazing_promo.auth.lifetime.SessionLifetime}
-        watching expiring authentications (X3), or L{None}.
-    @param credentials: C{(user, password)} the client logged in with, kept
-        only when the lifetime revalidates.
+    @param observer: the L{IConnectionObserver} told when the connection
+        opens, when its person re-authenticates and when it has ended (the
+        audit trail, the metrics and the X3 lifetime follow it there).
+    @param keepCredentials: whether the credentials the client logs in with
+        are kept in memory for the connection's life (X3 revalidation).
+    @param credentials: C{(user, password)} the client logged in with on the
+        upgrade, when they are kept.
     """
 
     log = Logger()
 
     def __init__(self, listener, promoter, brokerConnector, clock, startCache,
-                 avatar=None, ownStart=False, authenticator=None, source="-", host=None, onFinished=None,
-                 lifetime=None, credentials=None):
+                 avatar=None, ownStart=False, authenticator=None, source="-", host=None, observer=None,
+                 keepCredentials=False, credentials=None):
         self.listener = listener
         self.promoter = promoter
         self.brokerConnector = brokerConnector
@@ -124,8 +139,8 @@ class GatewaySession:
         self.source = source
         self.host = host if host is not None else source.rsplit(":", 1)[0]
         self.maxFrameSize = listener.max_frame_size
-        self._onFinished = onFinished
-        self.lifetime = lifetime
+        self.observer = observer if observer is not None else _NoObserver()
+        self.keepCredentials = keepCredentials
         self.credentials = credentials
         self.relayStart = not ownStart
         self.state = State.HEADER
@@ -145,7 +160,8 @@ class GatewaySession:
         self._scanner = None
         self._timers = []
         self._deadline = None
-        self._started = None
+        #: When the client connected (the clock's seconds), for the audit's durations.
+        self.startedAt = None
         self._boundaries = None
         # A frame of the gateway's waiting for a boundary of the broker's stream.
         self._ownFrame = None
@@ -164,7 +180,7 @@ class GatewaySession:
             it was accepted; a new one when not given.
         """
         self.client = client
-        self._started = self.clock.seconds()
+        self.startedAt = self.clock.seconds()
         if deadline is None:
             deadline = HandshakeDeadline(self.clock, self.listener.handshake_timeout, None)
         self._deadline = deadline
@@ -318,7 +334,7 @@ class GatewaySession:
         except AMQPError:
             username = password = None
         self.state = State.AUTHENTICATING
-        if username is not None and self.lifetime is not None and self.lifetime.keepsCredentials:
+        if username is not None and self.keepCredentials:
             self.credentials = (username, password)
         attempt = LoginAttempt(self.listener, self.host, self.source, username, password,
                                self._authenticating, "malformed SASL response")
@@ -553,21 +569,12 @@ class GatewaySession:
         self.outcome, self.reason = "ok", ""
         self._cancelTimers()
         self._deadline.met()
-        auditOpen(self.listener.name, self.source, getattr(self.avatar, "user", None), self.brokerUser,
-                  self.vhost, self.clock.seconds() - self._started)
-        if self.lifetime is not None:
-            self.lifetime.watch(self)
+        self.observer.opened(self)
         self._scanner = ChannelZeroScanner(self._frameMax)
         self._boundaries = FrameBoundaries()
-        brokerTransport = self.broker.transport
-        clientTransport = self.client.transport
         # Each side's write buffer holds at most max_pending_bytes before the
         # other side stops being read: a slow peer cannot grow our memory.
-        for transport in (brokerTransport, clientTransport):
-            if hasattr(transport, "bufferSize"):
-                transport.bufferSize = self.listener.max_pending_bytes
-        clientTransport.registerProducer(brokerTransport, True)
-        brokerTransport.registerProducer(clientTransport, True)
+        self.client.couple(self.broker.transport, self.listener.max_pending_bytes)
         queued, self._queued = self._queued, []
         for data in queued:
             self.clientDataReceived(data)
@@ -694,12 +701,10 @@ class GatewaySession:
             return self._fail(ACCESS_REFUSED, "ACCESS_REFUSED - the new secret was refused", log=False,
                               classMethod=(10, _UPDATE_SECRET))
         self.avatar = avatar
-        if self.lifetime is not None:
-            if self.lifetime.keepsCredentials:
-                self.credentials = (avatar.user, password)
-            # X3: the connection lives as long as its newest authentication.
-            self.lifetime.unwatch(self)
-            self.lifetime.watch(self)
+        if self.keepCredentials:
+            self.credentials = (avatar.user, password)
+        # X3: the connection lives as long as its newest authentication.
+        self.observer.renewed(self)
         self._writeBetweenFrames(_UPDATE_SECRET_OK)
         self._readClientAgain()
 
@@ -806,10 +811,7 @@ class GatewaySession:
         and a client paused for a slow broker must be read again.
         """
         if self._opened:
-            clientTransport, brokerTransport = self.client.transport, self.broker.transport
-            clientTransport.unregisterProducer()
-            brokerTransport.unregisterProducer()
-            clientTransport.resumeProducing()
+            self.client.uncouple(self.broker.transport)
 
     def _handshakeTimedOut(self):
         if self.state not in (State.PASSTHROUGH, State.CLOSING, State.CLOSED):
@@ -848,11 +850,4 @@ class GatewaySession:
         self.broker = None
         self.client.close(failed=failed)
         self.credentials = None
-        if self.lifetime is not None:
-            self.lifetime.unwatch(self)
-        auditConnection(
-            self.listener.name, self.source, self.outcome, self.reason,
-            getattr(self.avatar, "user", None), self.brokerUser, self.vhost,
-            self.clock.seconds() - (self._started or self.clock.seconds()), self.bytesIn, self.bytesOut)
-        if self._onFinished is not None:
-            self._onFinished(self)
+        self.observer.finished(self)

@@ -22,9 +22,6 @@ AUDIT_NAMESPACE = "kaazing_promo.audit"
 OUTCOMES = ("ok", "bad-credentials", "unauthorized", "realm-error", "rate-limited",
             "broker-refused", "closed")
 
-#: The reason of a connection that ended because no broker endpoint could be
-#: reached (outcome C{broker-refused}); the metrics count these.
-BROKER_UNREACHABLE = "broker unreachable"
 
 _log = Logger(namespace=AUDIT_NAMESPACE)
 

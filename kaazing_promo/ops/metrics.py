@@ -21,7 +21,8 @@ from twisted.logger import globalLogPublisher
 from twisted.web import resource
 from zope.interface import Interface, implementer
 
-from kaazing_promo.ops.audit import AUDIT_NAMESPACE, BROKER_UNREACHABLE, OUTCOMES
+from kaazing_promo.amqp.broker import BROKER_UNREACHABLE
+from kaazing_promo.ops.audit import AUDIT_NAMESPACE, OUTCOMES
 
 PREFIX = "kaazing_promo_"
 

@@ -5,10 +5,12 @@ What every connection of one listener shares.
 import collections
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from kaazing_promo.amqp.deadline import HandshakeDeadline
 from kaazing_promo.amqp.session import GatewaySession
-from kaazing_promo.interfaces import LoginAttempt
+from kaazing_promo.interfaces import IConnectionObserver, LoginAttempt
+from kaazing_promo.ops.audit import auditConnection, auditOpen
 from kaazing_promo.transport.address import hostOf
 
 
@@ -29,6 +31,11 @@ class Admission:
             context._released(self.host)
 
 
+def _userOf(session):
+    return None if session.avatar is None else session.avatar.user
+
+
+@implementer(IConnectionObserver)
 class ListenerContext:
     """
     One listener's settings and collaborators, its live connections and
@@ -118,8 +125,8 @@ class ListenerContext:
         session = GatewaySession(
             self.listener, self.promoter, self.brokerConnector, self.clock, self.startCache,
             avatar=avatar, ownStart=ownStart, authenticator=self.authenticator if self.requiresLogin else None,
-            source=source, host=hostOf(source), onFinished=self._finished,
-            lifetime=self.lifetime, credentials=credentials if self.keepsCredentials else None)
+            source=source, host=hostOf(source), observer=self, keepCredentials=self.keepsCredentials,
+            credentials=credentials if self.keepsCredentials else None)
         self.sessions.add(session)
         if len(self.sessions) > self.peak:
             self.peak = len(self.sessions)
@@ -132,6 +139,29 @@ class ListenerContext:
         """
         peak, self.peak = self.peak, len(self.sessions)
         return peak
+
+    # IConnectionObserver: the audit trail and the X3 lifetime follow each session.
+
+    def opened(self, session):
+        auditOpen(self.listener.name, session.source, _userOf(session), session.brokerUser, session.vhost,
+                  self.clock.seconds() - session.startedAt)
+        if self.lifetime is not None:
+            self.lifetime.watch(session)
+
+    def renewed(self, session):
+        if self.lifetime is not None:
+            self.lifetime.unwatch(session)
+            self.lifetime.watch(session)
+
+    def finished(self, session):
+        if self.lifetime is not None:
+            self.lifetime.unwatch(session)
+        started = session.startedAt
+        auditConnection(
+            self.listener.name, session.source, session.outcome, session.reason, _userOf(session),
+            session.brokerUser, session.vhost, 0.0 if started is None else self.clock.seconds() - started,
+            session.bytesIn, session.bytesOut)
+        self._finished(session)
 
     def _finished(self, session):
         self.sessions.discard(session)

@@ -6,13 +6,17 @@ their own SASL PLAIN/AMQPLAIN credentials (X1), then promoted.
 import socket
 
 from twisted.internet import protocol
+from zope.interface import implementer
 
 from kaazing_promo.adapters.twistedinternals import writeNow
 from kaazing_promo.amqp.broker import setNoDelay
+from kaazing_promo.interfaces import IClientLink
 from kaazing_promo.transport.address import describePeer
+from kaazing_promo.transport.pump import CoupledTransports
 
 
-class AMQPListenerProtocol(protocol.Protocol):
+@implementer(IClientLink)
+class AMQPListenerProtocol(CoupledTransports, protocol.Protocol):
     """
     One AMQP client.  The gateway answers its protocol header with its own
     Connection.Start; the broker is contacted only after the login succeeded.

@@ -21,14 +21,17 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import http, resource, server
+from zope.interface import implementer
 
 from kaazing_promo.adapters.autobahninternals import betweenFrames, cancelCloseHandshakeTimer, parseFrames, useTimers
 from kaazing_promo.adapters.twistedinternals import writeNow
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.errors import LoginDenied
 from kaazing_promo.ops.logtext import escaped
+from kaazing_promo.interfaces import IClientLink
 from kaazing_promo.transport.address import describePeer
 from kaazing_promo.transport.hosts import HostCheckedRoot
+from kaazing_promo.transport.pump import CoupledTransports
 from kaazing_promo.transport.webroot import WebRoot
 from kaazing_promo.transport.wsframes import MaskedFrameReader, binaryFrameHeader
 
@@ -114,7 +117,8 @@ class _QuietLogger(Logger):
     trace = debug
 
 
-class GatewayWebSocketProtocol(WebSocketServerProtocol):
+@implementer(IClientLink)
+class GatewayWebSocketProtocol(CoupledTransports, WebSocketServerProtocol):
     """
     One browser or program speaking AMQP 0-9-1 inside binary WebSocket messages.
     """
