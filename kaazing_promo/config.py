@@ -167,8 +167,9 @@ class _Section:
         self.used = set()
 
     def error(self, message, key=None):
-        where = self.where + (f" key '{key}'" if key else "")
-        return ConfigError(f"{self.path}: {where.strip()}: {message}")
+        where = (self.where + (f" key '{key}'" if key else "")).strip()
+        # A top-level error has no section to name: no empty ": :" segment.
+        return ConfigError(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
 
     def get(self, key, kind, default=None, choices=None, check=None, hint=""):
         self.used.add(key)
