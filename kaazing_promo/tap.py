@@ -76,7 +76,8 @@ def buildPortal(config, reactor):
         from kaazing_promo.auth.internal import InternalChecker, locateUsersCnf
         path = locateUsersCnf(config.instanceDir, config.apigw_dir, config.internal.users_cnf)
         checker = InternalChecker(path, overlay=config.internal.overlay,
-                                  verifyCacheTTL=config.internal.verify_cache_ttl, reactor=reactor)
+                                  verifyCacheTTL=config.internal.verify_cache_ttl, reactor=reactor,
+                                  demo=config.demo)
         checker.load()
     else:
         from kaazing_promo.auth.delegated import DelegatedChecker, makeHTTPClient
@@ -248,7 +249,11 @@ class GatewayService(service.MultiService):
     def startService(self):
         clients = raiseOpenFilesLimit()
         if self.secrets.source and self.secrets.source.startswith("inline"):
-            log.warn("broker secrets are inline in {path}; use secrets_file in production", path=self.config.path)
+            if self.config.demo:
+                log.info("demo configuration (demo = true in {path}): broker secrets are inline; in production "
+                         "use secrets_file and remove demo = true", path=self.config.path)
+            else:
+                log.warn("broker secrets are inline in {path}; use secrets_file in production", path=self.config.path)
         for listener in self.config.listeners:
             log.info("listener {name}: {protocol} on {endpoint}, auth {auth}, promotion {mode}{anonymous}",
                      name=listener.name, protocol=listener.protocol, endpoint=listener.endpoint,

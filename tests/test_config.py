@@ -70,6 +70,15 @@ class ConfigTests(SynchronousTestCase):
         self.assertTrue(message.startswith("/etc/kp/gateway.toml: unknown key 'user_auht' (known keys: "), message)
         self.assertNotIn(": :", message)
 
+    def test_demo(self):
+        """
+        C{demo = true} marks the sample configuration; off by default, and
+        only true or false.
+        """
+        self.assertFalse(parseConfig(document(), "/etc/kp/gateway.toml").demo)
+        self.assertTrue(parseConfig(document(demo=True), "/etc/kp/gateway.toml").demo)
+        self.assertConfigError(document(demo="yes"), "key 'demo'", "true or false")
+
     def test_wrongType(self):
         data = document()
         data["listeners"][0]["handshake_timeout"] = "ten"
