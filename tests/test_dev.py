@@ -293,3 +293,45 @@ class DevScriptTests(SynchronousTestCase):
             return
         with open(self.record) as f:
             self.assertEqual(f.read().splitlines(), ["apt-get update -q"])
+
+
+class CIRunTests(SynchronousTestCase):
+    """
+    C{.ci/run}: C{./dev test} in a fresh venv that it removes afterwards.
+    """
+
+    def ciRun(self, status):
+        """
+        Run a copy of C{.ci/run} whose C{./dev} records the venv it was
+        given, fills it and exits with C{status}.
+
+        @return: C{(exit code, the venv path ./dev was given)}.
+        """
+        checkout = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(checkout, ".ci"))
+        shutil.copy2(os.path.join(ROOT, ".ci", "run"), os.path.join(checkout, ".ci", "run"))
+        record = os.path.join(checkout, "record")
+        writeScript(os.path.join(checkout, "dev"),
+                    f'echo "$*" >"{record}"; echo "$KAAZING_PROMO_VENV" >>"{record}"\n'
+                    'mkdir -p "$KAAZING_PROMO_VENV/bin" && touch "$KAAZING_PROMO_VENV/bin/python"\n'
+                    f'exit {status}\n')
+        result = subprocess.run(["bash", ".ci/run"], cwd=checkout, capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)
+        with open(record) as f:
+            arguments, venv = f.read().splitlines()
+        self.assertEqual(arguments, "test")
+        return result.returncode, venv
+
+    def test_venvRemovedAfterAPass(self):
+        code, venv = self.ciRun(0)
+        self.assertEqual(code, 0)
+        self.assertTrue(venv.startswith("/tmp/kaazing-promo-ci-venv."), venv)
+        self.assertFalse(os.path.exists(venv))
+
+    def test_venvRemovedAfterAFailure(self):
+        """
+        A failing suite still leaves no venv behind, and CI fails with it.
+        """
+        code, venv = self.ciRun(1)
+        self.assertEqual(code, 1)
+        self.assertFalse(os.path.exists(venv))
