@@ -56,6 +56,8 @@ CONTEXT_ENTRIES = ("Containerfile", "wheels", "etc", "broker-secrets.toml.exampl
 # What a source checkout holds besides the source (left out of the wheel build).
 _NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "_trial_temp*", "node_modules",
                "__pycache__", "*.pyc", ".trial.log")
+# The checkout's pins: the versions the suite last passed with.
+CONSTRAINTS = "constraints.txt"
 # Endpoint parameters that name files (TLS keys, certificates): never copied.
 _FILE_PARAMETERS = ("privateKey", "certKey", "extraCertChain", "caCertsDir", "dhParameters")
 
@@ -254,7 +256,8 @@ def collectWheels(wheelsDir, wheelDir=None, source=None, runner=subprocess.run):
     @param wheelDir: a directory of ready wheels to copy (offline).
     @param source: the source checkout to build the package's wheel from
         (default: see L{_sourceCheckout}); C{pip wheel} fetches the
-        dependencies from the package index the host's pip uses.
+        dependencies from the package index the host's pip uses, in the
+        versions its L{CONSTRAINTS} file pins.
     @return: the wheel file names.
     """
     os.makedirs(wheelsDir, exist_ok=True)
@@ -280,6 +283,10 @@ def collectWheels(wheelsDir, wheelDir=None, source=None, runner=subprocess.run):
                 raise ConfigError(f"cannot copy the source checkout {source}: {e}") from None
             command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
                        "--wheel-dir", wheelsDir, clean]
+            # The image gets the versions the suite last passed with, as ./dev installs them.
+            constraints = os.path.join(clean, CONSTRAINTS)
+            if os.path.isfile(constraints):
+                command[-1:-1] = ["--constraint", constraints]
             result = runner(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if result.returncode != 0:
             tail = " | ".join(result.stdout.strip().splitlines()[-3:])
