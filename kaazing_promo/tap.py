@@ -46,12 +46,14 @@ class Options(usage.Options):
         "Run the kaazing-promo gateway: WebSocket and AMQP 0-9-1 listeners that "
         "authenticate the person (user_auth internal or delegated) and promote that "
         "identity into the AMQP handshake before any byte reaches RabbitMQ. "
-        "Without --config the packaged default runs: WebSocket on 127.0.0.1:8080/amqp, "
-        "AMQP on 127.0.0.1:5673, the sample users.cnf, consolidated to the local "
-        "broker's guest account.")
+        "Without --config the copy of the sample packaged with this installation runs: "
+        "WebSocket on 127.0.0.1:8080/amqp, AMQP on 127.0.0.1:5673, the sample users.cnf, "
+        "consolidated to the local broker's guest account (in a source checkout, ./dev run "
+        "runs etc/gateway.toml itself, the file to edit).")
     optParameters = [
         ["config", "c", None,
-         "The TOML configuration file (default: the packaged default, identical to etc/gateway.toml)."],
+         "The TOML configuration file (default: the sample's copy packaged with this "
+         "installation, identical to the checkout's etc/gateway.toml; ./dev run passes that file)."],
         ["apigw-dir", None, None,
          "The API Gateway installation directory; users.cnf is looked up under it after "
          "<config dir>/config/users.cnf (wins over apigw_dir in the file)."],
