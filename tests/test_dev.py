@@ -278,8 +278,10 @@ class DevScriptTests(SynchronousTestCase):
         bare = os.path.join(os.path.dirname(self.fakes), "bare")
         os.makedirs(bare)
         for name in ("bash", "sh", "dirname", "basename", "find", "sort", "xargs", "sha256sum", "cut", "cat",
-                     "rm", "id", "env", "tee", "sed", "grep", "mktemp", "python3"):
+                     "rm", "id", "env", "tee", "sed", "grep", "mktemp"):
             os.symlink(shutil.which(name), os.path.join(bare, name))
+        # The Python the tests run on, which has venv (ensurepip): no python3-venv wanted.
+        os.symlink(os.path.realpath(sys.executable), os.path.join(bare, "python3"))
         os.symlink(os.path.join(self.fakes, "apt-get"), os.path.join(bare, "apt-get"))
         env = dict(os.environ, KAAZING_PROMO_VENV=self.venv, PATH=bare)
         result = subprocess.run(["./dev", "test"], cwd=self.checkout, env=env, capture_output=True, text=True,
