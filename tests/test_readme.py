@@ -19,10 +19,17 @@ first on the path: under C{./dev test} that is the freshly installed
 C{.venv}, as a user has it.  If another process holds 8080 or 5673 (a
 shared machine), the sample is copied with two free ports and the blocks'
 C{127.0.0.1:8080} and C{127.0.0.1:5673} name those instead.
+
+The Quick start's page step (open http://127.0.0.1:8080/, log in as
+C{demo}) runs in Debian's Chromium with C{tests/browser/run.mjs}; with
+C{KAAZING_PROMO_DOCS_SCREENSHOT=1} its screenshot becomes
+C{docs/screenshot-roundtrip.png}, so that the README shows what the Quick
+start gives.
 """
 
 import os
 import re
+import json
 import shutil
 import signal
 import socket
@@ -34,6 +41,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+DOCS_SCREENSHOT = os.path.join(ROOT, "docs", "screenshot-roundtrip.png")
 #: The sections whose shell blocks a newcomer runs (title prefixes).
 SECTIONS = ("Quick start", "Running it", "Promotion modes", "Operations")
 PORTS = {"web": 8080, "amqp": 5673}
@@ -234,15 +242,45 @@ class ReadmeBlocksTests(SynchronousTestCase):
         self.assertIsNotNone(re.search(block.output, output.strip(), re.M), f"output does not match "
                                                                             f"{block.output!r}: {where}")
 
+    def openThePage(self):
+        """
+        The Quick start's page step in Chromium: log in as C{demo}, publish,
+        see it come back.
+
+        @return: the C{round-trip} event of C{run.mjs} (identity, received
+            messages, screenshot).
+        """
+        from tests.test_browser import RUN_SCRIPT, missingPrerequisites
+        problem = missingPrerequisites()
+        if problem:
+            self.fail(problem)
+        out = os.path.abspath(self.mktemp())
+        plan = [{"name": "roundtrip", "user": "demo", "password": "demo-password", "expect": "connected",
+                 "message": "Hello from the Quick start"}]
+        result = subprocess.run(["node", RUN_SCRIPT, "--url", f"http://127.0.0.1:{self.ports['web']}/",
+                                 "--out", out, "--plan", json.dumps(plan)], stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, timeout=120)
+        events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        [trip] = [event for event in events if event["event"] == "round-trip"]
+        return trip
+
     def test_blocksRunAgainstDevRun(self):
         """
         Every C{run} block runs as written against C{./dev run}, with the
-        output the README shows.  The default start logs no warning (the
+        output the README shows, and the page shows what the Quick start
+        says: C{demo} promoted to C{guest}.  The default start logs no warning (the
         sample says it is the demo), and Ctrl-C's signal drains the
         gateway and ends it as killed by SIGINT (130 in a shell).
         """
         for block in self.blocks:
             self.runBlock(block)
+        trip = self.openThePage()
+        self.assertEqual({key: trip["identity"][key] for key in ("user", "broker_user", "vhost", "groups")},
+                         {"user": "demo", "broker_user": "guest", "vhost": "/", "groups": "Everyone, Tyche"})
+        self.assertEqual(trip["received"], ["Hello from the Quick start"])
+        if os.environ.get("KAAZING_PROMO_DOCS_SCREENSHOT"):
+            shutil.copyfile(trip["screenshot"], DOCS_SCREENSHOT)
         self.gateway.send_signal(signal.SIGINT)
         self.assertEqual(self.gateway.wait(timeout=START_TIMEOUT), -signal.SIGINT, self.gatewayLog())
         log = self.gatewayLog()
