@@ -131,7 +131,8 @@ class DevScriptTests(SynchronousTestCase):
         self.fakes = os.path.join(base, "bin")
         os.makedirs(self.fakes)
         writeScript(os.path.join(self.fakes, "rabbitmq-server"),
-                    f'echo "rabbitmq-server $* port=$RABBITMQ_NODE_PORT ip=$RABBITMQ_NODE_IP_ADDRESS" >>"{self.record}"\n')
+                    'echo "rabbitmq-server $* port=$RABBITMQ_NODE_PORT ip=$RABBITMQ_NODE_IP_ADDRESS"'
+                    f' >>"{self.record}"\n')
         self.nodeRunning(False)
         writeScript(os.path.join(self.fakes, "apt-get"), f'echo "apt-get $*" >>"{self.record}"; exit 1\n')
 
