@@ -181,8 +181,11 @@ class ReadmeBlocksTests(SynchronousTestCase):
             arguments = ["--config", self.sampleOnFreePorts()]
         self.log = os.path.abspath(self.mktemp())
         with open(self.log, "wb") as log:
+            # SIGINT as at a terminal: a test run started in the background
+            # (bash's "&") inherits it ignored, and twistd then ignores Ctrl-C.
             self.gateway = subprocess.Popen(["./dev", "run", *arguments], cwd=ROOT, env=self.env,
-                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.addCleanup(self.stopGateway)
         deadline = time.monotonic() + START_TIMEOUT
         while not all(listening(port) for port in self.ports.values()):
