@@ -28,20 +28,40 @@ def checkConfig(path, apigwDir, out, err=None):
     return check(path, apigwDir, out, err or sys.stderr)
 
 
-def main(argv=None, stdin=None, stdout=None):
-    stdin = stdin or sys.stdin
-    stdout = stdout or sys.stdout
-    parser = argparse.ArgumentParser(prog="kaazing-promo", description=__doc__.split("\n\n")[0].strip())
-    commands = parser.add_subparsers(dest="command", required=True)
+#: What C{kaazing-promo --help} says first (plain text: argparse prints it as it is).
+DESCRIPTION = "The kaazing-promo command: the tools beside the twistd plugin (twistd -n kaazing-promo)."
+
+
+def makeParser():
+    """
+    @return: the C{argparse} parser of the command and its subcommands.
+    """
+    parser = argparse.ArgumentParser(prog="kaazing-promo", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser(
         "check-config", help="validate a configuration file as start-up would (without listening) "
-                             "and print the effective settings, secrets redacted; exit 0 or 1")
-    check.add_argument("file")
-    check.add_argument("--apigw-dir", default=None)
-    commands.add_parser("hash-password", help="read a password on standard input, print its passHash")
-    provision = commands.add_parser("provision", help="copy the API Gateway's users.cnf into an instance")
-    provision.add_argument("--apigw-dir", required=True)
-    provision.add_argument("--instance", required=True)
+                             "and print the effective settings, secrets redacted; exit 0 or 1",
+        description="Validate a configuration file with the code start-up runs, without listening, "
+                    "and print the effective settings with secrets redacted. Exit status 0: the "
+                    "gateway would start; 1: it would not (the message says why).")
+    check.add_argument("file", help="the TOML configuration file, e.g. /etc/kaazing-promo/gateway.toml")
+    check.add_argument("--apigw-dir", default=None, metavar="DIR",
+                       help="the API Gateway installation directory, as twistd's --apigw-dir (wins over "
+                            "apigw_dir in the file)")
+    commands.add_parser(
+        "hash-password", help="read a password on standard input, print its passHash",
+        description="Read one password on standard input (a trailing newline is dropped) and print a "
+                    "passHash value in the gateway's own format, for users.cnf or the [internal] overlay.")
+    provision = commands.add_parser(
+        "provision", help="copy the API Gateway's users.cnf into an instance",
+        description="Copy the API Gateway's users.cnf "
+                    "(DIR/IntegrationServer/instances/default/config/users.cnf) into INSTANCE/config/users.cnf, "
+                    "where the gateway looks first.")
+    provision.add_argument("--apigw-dir", required=True, metavar="DIR",
+                           help="the API Gateway installation directory to copy users.cnf from")
+    provision.add_argument("--instance", required=True, metavar="INSTANCE",
+                           help="the gateway's instance directory (where gateway.toml is); "
+                                "users.cnf goes to INSTANCE/config/users.cnf")
     provision.add_argument("--force", action="store_true", help="replace a different existing users.cnf")
     from kaazing_promo import container
     container.addArguments(commands.add_parser(
@@ -51,9 +71,17 @@ def main(argv=None, stdin=None, stdout=None):
                     "podman build --format docker, or docker build), this package and its dependencies "
                     "as wheels, the configuration pointing inside the image, and users.cnf. Broker "
                     f"secrets are mounted at run time at {container.SECRETS_PATH}."))
+    return parser
+
+
+def main(argv=None, stdin=None, stdout=None):
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    parser = makeParser()
     options = parser.parse_args(argv)
 
     if options.command == "containerfile":
+        from kaazing_promo import container
         return container.containerfileCommand(options, stdout, sys.stderr,
                                               sys.argv[1:] if argv is None else argv)
     if options.command == "check-config":

@@ -125,6 +125,14 @@ class Permission:
 
 @attr.s(frozen=True)
 class Config:
+    """
+    The whole file.
+
+    @ivar demo: C{demo = true}: the file is the shipped demo sample, whose
+        inline broker secrets and users.cnf users that cannot log in are
+        reported as information instead of warnings.
+    """
+
     path = attr.ib()
     user_auth = attr.ib(default="off")
     apigw_dir = attr.ib(default=None)
@@ -138,6 +146,7 @@ class Config:
     admin = attr.ib(default=attr.Factory(Admin))
     broker_auth = attr.ib(default=attr.Factory(BrokerAuth))
     permissions = attr.ib(default=())
+    demo = attr.ib(default=False)
 
     @property
     def instanceDir(self):
@@ -170,8 +179,9 @@ class _Section:
         self.used = set()
 
     def error(self, message, key=None):
-        where = self.where + (f" key '{key}'" if key else "")
-        return ConfigError(f"{self.path}: {where.strip()}: {message}")
+        where = (self.where + (f" key '{key}'" if key else "")).strip()
+        # A top-level error has no section to name: no empty ": :" segment.
+        return ConfigError(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
 
     def get(self, key, kind, default=None, choices=None, check=None, hint=""):
         self.used.add(key)
@@ -259,6 +269,7 @@ def parseConfig(data, path, apigwDir=None):
     fileApigw = top.path_("apigw_dir")
     workers = top.get("workers", int, 1, check=_positive, hint="; use 1 or more")
     drain = top.get("drain_timeout", float, 5.0, check=_nonNegative)
+    demo = top.get("demo", bool, False)
 
     broker = _Section(path, "[broker]", top.sub("broker"))
     brokerConfig = Broker(
@@ -329,7 +340,7 @@ def parseConfig(data, path, apigwDir=None):
         path=path, user_auth=userAuth, apigw_dir=apigwDir or fileApigw, workers=workers,
         drain_timeout=drain, broker=brokerConfig, listeners=tuple(listeners),
         internal=internalConfig, delegated=delegatedConfig, promotion=promotionConfig,
-        admin=adminConfig, broker_auth=brokerAuthConfig, permissions=permissions)
+        admin=adminConfig, broker_auth=brokerAuthConfig, permissions=permissions, demo=demo)
 
 
 def _permission(path, index, raw):

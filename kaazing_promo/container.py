@@ -38,6 +38,7 @@ from importlib import resources
 import attr
 
 from kaazing_promo import __version__
+from kaazing_promo.adapters.twistedinternals import parseEndpointString
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.tomlwriter import dumpToml, tomlKey
 
@@ -56,6 +57,8 @@ CONTEXT_ENTRIES = ("Containerfile", "wheels", "etc", "broker-secrets.toml.exampl
 # What a source checkout holds besides the source (left out of the wheel build).
 _NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "_trial_temp*", "node_modules",
                "__pycache__", "*.pyc", ".trial.log")
+# The checkout's pins: the versions the suite last passed with.
+CONSTRAINTS = "constraints.txt"
 # Endpoint parameters that name files (TLS keys, certificates): never copied.
 _FILE_PARAMETERS = ("privateKey", "certKey", "extraCertChain", "caCertsDir", "dhParameters")
 
@@ -91,8 +94,7 @@ def _splitEndpoint(description):
         positional and keyword parameters of the endpoint itself (Twisted's
         own parser, backslash escapes included).
     """
-    from twisted.internet.endpoints import _parse
-    args, kwargs = _parse(description)
+    args, kwargs = parseEndpointString(description)
     wrappers = []
     while args and args[0] == "haproxy":
         wrappers.append(args.pop(0))
@@ -135,9 +137,8 @@ def _clientHost(description):
     @return: the host of a C{tcp:}, C{tcp6:} or C{tls:} client endpoint
         string, else L{None}.
     """
-    from twisted.internet.endpoints import _parse
     try:
-        args, kwargs = _parse(description)
+        args, kwargs = parseEndpointString(description)
     except Exception:
         return None
     if not args or args[0] not in ("tcp", "tcp6", "tls"):
@@ -254,7 +255,8 @@ def collectWheels(wheelsDir, wheelDir=None, source=None, runner=subprocess.run):
     @param wheelDir: a directory of ready wheels to copy (offline).
     @param source: the source checkout to build the package's wheel from
         (default: see L{_sourceCheckout}); C{pip wheel} fetches the
-        dependencies from the package index the host's pip uses.
+        dependencies from the package index the host's pip uses, in the
+        versions its L{CONSTRAINTS} file pins.
     @return: the wheel file names.
     """
     os.makedirs(wheelsDir, exist_ok=True)
@@ -280,6 +282,10 @@ def collectWheels(wheelsDir, wheelDir=None, source=None, runner=subprocess.run):
                 raise ConfigError(f"cannot copy the source checkout {source}: {e}") from None
             command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
                        "--wheel-dir", wheelsDir, clean]
+            # The image gets the versions the suite last passed with, as ./dev installs them.
+            constraints = os.path.join(clean, CONSTRAINTS)
+            if os.path.isfile(constraints):
+                command[-1:-1] = ["--constraint", constraints]
             result = runner(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if result.returncode != 0:
             tail = " | ".join(result.stdout.strip().splitlines()[-3:])

@@ -49,12 +49,14 @@ class Options(usage.Options):
         "Run the kaazing-promo gateway: WebSocket and AMQP 0-9-1 listeners that "
         "authenticate the person (user_auth internal or delegated) and promote that "
         "identity into the AMQP handshake before any byte reaches RabbitMQ. "
-        "Without --config the packaged default runs: WebSocket on 127.0.0.1:8080/amqp, "
-        "AMQP on 127.0.0.1:5673, the sample users.cnf, consolidated to the local "
-        "broker's guest account.")
+        "Without --config the copy of the sample packaged with this installation runs: "
+        "WebSocket on 127.0.0.1:8080/amqp, AMQP on 127.0.0.1:5673, the sample users.cnf, "
+        "consolidated to the local broker's guest account (in a source checkout, ./dev run "
+        "runs etc/gateway.toml itself, the file to edit).")
     optParameters = [
         ["config", "c", None,
-         "The TOML configuration file (default: the packaged default, identical to etc/gateway.toml)."],
+         "The TOML configuration file (default: the sample's copy packaged with this "
+         "installation, identical to the checkout's etc/gateway.toml; ./dev run passes that file)."],
         ["apigw-dir", None, None,
          "The API Gateway installation directory; users.cnf is looked up under it after "
          "<config dir>/config/users.cnf (wins over apigw_dir in the file)."],
@@ -80,7 +82,8 @@ def buildPortal(config, reactor):
         from kaazing_promo.auth.internal import InternalChecker, locateUsersCnf
         path = locateUsersCnf(config.instanceDir, config.apigw_dir, config.internal.users_cnf)
         checker = InternalChecker(path, overlay=config.internal.overlay,
-                                  verifyCacheTTL=config.internal.verify_cache_ttl, reactor=reactor)
+                                  verifyCacheTTL=config.internal.verify_cache_ttl, reactor=reactor,
+                                  demo=config.demo)
         checker.load()
     else:
         from kaazing_promo.auth.delegated import DelegatedChecker, makeHTTPClient
@@ -243,7 +246,11 @@ class GatewayService(service.MultiService):
     def startService(self):
         clients = raiseOpenFilesLimit()
         if self.secrets.source and self.secrets.source.startswith("inline"):
-            log.warn("broker secrets are inline in {path}; use secrets_file in production", path=self.config.path)
+            if self.config.demo:
+                log.info("demo configuration (demo = true in {path}): broker secrets are inline; in production "
+                         "use secrets_file and remove demo = true", path=self.config.path)
+            else:
+                log.warn("broker secrets are inline in {path}; use secrets_file in production", path=self.config.path)
         for listener in self.config.listeners:
             log.info("listener {name}: {protocol} on {endpoint}, auth {auth}, promotion {mode}{anonymous}",
                      name=listener.name, protocol=listener.protocol, endpoint=listener.endpoint,

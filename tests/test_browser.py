@@ -8,9 +8,9 @@ Needs /usr/bin/chromium, node and tests/browser/node_modules: CI installs
 them (`apt-get install chromium fonts-liberation`, `npm ci --prefix
 tests/browser`).  Without them these tests fail, they do not skip.
 
-Screenshots go to C{_trial_temp/browser-artifacts/<test>/}.  With
-C{KAAZING_PROMO_DOCS_SCREENSHOT=1} the round trip's one is also copied to
-docs/screenshot-roundtrip.png (the README links it).
+Screenshots go to C{_trial_temp/browser-artifacts/<test>/}.  The README's
+screenshot comes from the Quick start itself (tests/test_readme.py, with
+C{KAAZING_PROMO_DOCS_SCREENSHOT=1}), not from these users.
 """
 
 import json
@@ -37,7 +37,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BROWSER_DIR = os.path.join(HERE, "browser")
 RUN_SCRIPT = os.path.join(BROWSER_DIR, "run.mjs")
 FRAMES_SCRIPT = os.path.join(BROWSER_DIR, "frames.mjs")
-DOCS_SCREENSHOT = os.path.join(HERE, "..", "docs", "screenshot-roundtrip.png")
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 #: The page as packaged: whichever kaazing_promo these tests import.
 WEBROOT = os.path.join(os.path.dirname(os.path.abspath(kaazing_promo.__file__)), "data", "web")
@@ -265,9 +264,6 @@ class BrowserTests(GatewayTestMixin, unittest.TestCase):
         self.assertEqual(wrong["status"]["text"], "Wrong user name or password.")
         for name in ("roundtrip", "not-authorized", "wrong-password", "too-many-attempts"):
             self.assertTrue(os.path.getsize(os.path.join(self.artifacts, f"{name}.png")) > 0)
-        if os.environ.get("KAAZING_PROMO_DOCS_SCREENSHOT"):
-            os.makedirs(os.path.dirname(DOCS_SCREENSHOT), exist_ok=True)
-            shutil.copyfile(os.path.join(self.artifacts, "roundtrip.png"), DOCS_SCREENSHOT)
 
     @defer.inlineCallbacks
     def test_brokerDown(self):

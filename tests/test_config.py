@@ -61,6 +61,24 @@ class ConfigTests(SynchronousTestCase):
         self.assertConfigError(data, "max_pending_byte", "'web'")
         self.assertConfigError(document(promotion={"mode": "consolidated", "user": "u", "usr": "x"}), "usr")
 
+    def test_unknownTopLevelKeyNamesNoEmptySection(self):
+        """
+        An unknown top-level key is reported as C{FILE: unknown key …}: no
+        empty C{: :} segment where a section name would be.
+        """
+        message = self.assertConfigError(document(user_auht="internal"), "user_auht")
+        self.assertTrue(message.startswith("/etc/kp/gateway.toml: unknown key 'user_auht' (known keys: "), message)
+        self.assertNotIn(": :", message)
+
+    def test_demo(self):
+        """
+        C{demo = true} marks the sample configuration; off by default, and
+        only true or false.
+        """
+        self.assertFalse(parseConfig(document(), "/etc/kp/gateway.toml").demo)
+        self.assertTrue(parseConfig(document(demo=True), "/etc/kp/gateway.toml").demo)
+        self.assertConfigError(document(demo="yes"), "key 'demo'", "true or false")
+
     def test_wrongType(self):
         data = document()
         data["listeners"][0]["handshake_timeout"] = "ten"

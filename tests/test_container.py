@@ -293,6 +293,32 @@ class ContextTests(SynchronousTestCase):
             "kaazing_promo-0.1.0-py3-none-any.whl", "ujson-6.1.0-cp27-cp27mu-manylinux1_x86_64.whl"])
         self.assertIn("ujson", str(self.assertRaises(ConfigError, self.build, wheelDir=wheels)))
 
+    def test_wheelsBuiltWithTheCheckoutsPins(self):
+        """
+        The dependencies' wheels are the versions the suite passed with:
+        C{pip wheel} gets the checkout's C{constraints.txt}.
+        """
+        commands = []
+
+        def runner(command, **kwargs):
+            commands.append(command)
+            fakeWheels(command[command.index("--wheel-dir") + 1], ["kaazing_promo-0.1.0-py3-none-any.whl"])
+
+            class Done:
+                returncode = 0
+                stdout = ""
+            return Done()
+        source = os.path.join(self.tmp, "checkout")
+        os.makedirs(source)
+        for name in ("setup.cfg", "constraints.txt"):
+            shutil.copyfile(CHECKOUT.child(name).path, os.path.join(source, name))
+        container.collectWheels(os.path.join(self.tmp, "wheels"), source=source, runner=runner)
+        [command] = commands
+        constraints = command[command.index("--constraint") + 1]
+        # The clean copy of the checkout the wheel is built from holds it.
+        self.assertEqual(os.path.basename(constraints), "constraints.txt")
+        self.assertEqual(os.path.dirname(constraints), command[-1])
+
     def test_wheelFits(self):
         here = f"cp{sys.version_info[0]}{sys.version_info[1]}"
         machine = platform.machine()

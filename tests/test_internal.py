@@ -188,6 +188,21 @@ class LoginTests(CheckerTestMixin, SynchronousTestCase):
         warnings = [line for line in self.logged(LogLevel.warn) if "PBKDF2-HmacSHA256" in line]
         self.assertEqual(len(warnings), 1)
 
+    def test_unsupportedInDemoIsInformation(self):
+        """
+        U2: in a configuration marked C{demo = true} (the sample), users
+        with an unsupported hash are still reported, as information that
+        names the demo, not as a warning.
+        """
+        del self.events[:]
+        self.users.append(UserEntry("webm2", WEBMETHODS_HASH, {"Everyone"}, True))
+        writeUsersCnf(self.path, self.users, self.groups)
+        self.makeChecker(demo=True)
+        self.assertEqual([line for line in self.logged(LogLevel.warn) if "PBKDF2-HmacSHA256" in line], [])
+        [info] = [line for line in self.logged(LogLevel.info) if "PBKDF2-HmacSHA256" in line]
+        self.assertIn("2 user(s)", info)
+        self.assertIn("demo = true", info)
+
     def test_passwordWithNul(self):
         """
         U2: a NUL appended to the right password does not pass.

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 
+import attr
 from twisted.trial.unittest import SynchronousTestCase
 
 from kaazing_promo import tap
@@ -152,6 +153,53 @@ class DelegatedPoolTests(SynchronousTestCase):
         _, checker = tap.buildPortal(config, Clock())
         self.assertEqual(checker._client._agent._pool.maxPersistentPerHost, 7)
         self.assertEqual(checker.concurrency, 7)
+
+
+def startLogs(config):
+    """
+    Build and start the gateway for C{config} on a memory reactor.
+
+    @return: the log events of building and starting it.
+    """
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.logger import capturedLogs
+    with capturedLogs() as events:
+        gateway = tap.GatewayService(config, MemoryReactorClock())
+        gateway.startService()
+    return events
+
+
+class DemoStartTests(SynchronousTestCase):
+    """
+    The shipped sample says it is a demo (C{demo = true}): its demo choices
+    are reported as information, so that a default start has no warning.
+    """
+
+    def test_sampleStartsWithoutWarnings(self):
+        """
+        The sample's inline secrets and its users.cnf user with a webMethods
+        hash are named at start-up, once each, and neither is a warning.
+        """
+        from twisted.logger import LogLevel, formatEvent
+        config = loadConfig(os.path.join(ROOT, "etc", "gateway.toml"))
+        self.assertTrue(config.demo)
+        events = startLogs(config)
+        warnings = [formatEvent(event) for event in events if event["log_level"] >= LogLevel.warn]
+        self.assertEqual(warnings, [])
+        lines = [formatEvent(event) for event in events]
+        self.assertEqual(len([line for line in lines if "inline" in line and "demo = true" in line]), 1, lines)
+        self.assertEqual(len([line for line in lines if "PBKDF2-HmacSHA256" in line]), 1, lines)
+
+    def test_inlineSecretsWarnedOutsideTheDemo(self):
+        """
+        Without C{demo = true}, inline broker secrets are still a warning.
+        """
+        from twisted.logger import LogLevel, formatEvent
+        config = attr.evolve(loadConfig(os.path.join(ROOT, "etc", "gateway.toml")), demo=False)
+        events = startLogs(config)
+        warnings = [formatEvent(event) for event in events if event["log_level"] == LogLevel.warn]
+        self.assertTrue(any("broker secrets are inline" in line for line in warnings), warnings)
+        self.assertTrue(any("PBKDF2-HmacSHA256" in line for line in warnings), warnings)
 
 
 class SecretsAtStartTests(SynchronousTestCase):

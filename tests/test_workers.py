@@ -4,9 +4,10 @@ serve clients; tickets issued by one process open WebSockets in another.
 """
 
 import json
+import os
 
 import treq
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 
 from kaazing_promo.errors import ConfigError
 from tests.support import (
@@ -15,6 +16,21 @@ from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, writeUsers
 
 
 class WorkerTests(PromotionTestCase):
+
+    def setUp(self):
+        # A worker writes its log to the master's standard output (the
+        # journal, in production); here that is trial's own output, so it
+        # goes to a file in the test's directory instead.
+        self.workerLog = os.path.abspath(self.mktemp())
+        spawnProcess = reactor.spawnProcess
+
+        def spawnQuietly(processProtocol, executable, args=(), env={}, path=None, uid=None, gid=None,
+                         usePTY=0, childFDs=None):
+            with open(self.workerLog, "ab") as log:
+                return spawnProcess(processProtocol, executable, args, env, path, uid, gid, usePTY,
+                                    {**childFDs, 1: log.fileno(), 2: log.fileno()})
+        self.patch(reactor, "spawnProcess", spawnQuietly)
+        return PromotionTestCase.setUp(self)
 
     def configuration(self):
         configuration = PromotionTestCase.configuration(self)
@@ -26,6 +42,7 @@ class WorkerTests(PromotionTestCase):
         """
         With the master's own sockets paused, clients are served by the
         worker; a ticket the master issued opens a WebSocket in the worker.
+        The worker's log lines are kept out of trial's output.
         """
         url = f"http://127.0.0.1:{self.ports['web']}/amqp/ticket"
         response = yield treq.post(url, auth=("joe.smith", PASSWORDS["joe.smith"]), persistent=False)
@@ -47,6 +64,9 @@ class WorkerTests(PromotionTestCase):
         yield self.gateway.stopService()
         [worker] = self.gateway.workers.processes
         self.assertTrue(worker.ended.called)
+        # The worker's log went to the test's file, not into trial's output.
+        with open(self.workerLog, encoding="utf-8") as log:
+            self.assertIn("listener amqp: amqp on tcp:0:interface=127.0.0.1", log.read())
 
 
 class WorkerConfigTests(IntegrationTestCase):

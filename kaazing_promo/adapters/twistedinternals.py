@@ -8,6 +8,8 @@ What the gateway needs from Twisted beyond its public API, in one place.
   - C{systemd:} endpoint strings cannot be parsed without C{LISTEN_FDS}:
     C{check-config} swaps C{_SystemdParser._sddaemon} for a stand-in while
     it checks their syntax.
+  - Endpoint strings are parsed (C{endpoints._parse}, backslash escapes
+    included) where a container build rewrites their interface or port.
   - C{transport.write} only queues: the bytes leave on the next reactor
     turn, after an C{epoll_ctl} to register the writer and another to drop
     it (+0.12 ms per hop measured, PERFORMANCE.md).  L{writeNow} sends at
@@ -38,6 +40,8 @@ def check():
         missing.append("StreamServerEndpointService._waitingForPort")
     if "_sddaemon" not in getattr(getattr(endpoints, "_SystemdParser", None), "__dict__", {}):
         missing.append("twisted.internet.endpoints._SystemdParser._sddaemon")
+    if not callable(getattr(endpoints, "_parse", None)):
+        missing.append("twisted.internet.endpoints._parse")
     written = abstract.FileDescriptor.doWrite.__code__.co_names
     for name in ("dataBuffer", "offset", "_tempDataLen"):
         if name not in written:
@@ -64,6 +68,14 @@ def writeNow(transport, data):
             return
         data = data[sent:]
     transport.write(data)
+
+
+def parseEndpointString(description):
+    """
+    @return: C{(args, kwargs)} of an endpoint string, as Twisted's own
+        parser splits it (backslash escapes included).
+    """
+    return endpoints._parse(description)
 
 
 def listenOrFail(service):

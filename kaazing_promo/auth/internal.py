@@ -132,7 +132,7 @@ class InternalChecker:
     metrics = None
 
     def __init__(self, path, overlay=None, verifyCacheTTL=300.0, reactor=None,
-                 threadpool=None):
+                 threadpool=None, demo=False):
         """
         @param path: the users.cnf.
         @param overlay: optional path of a TOML file of C{user = "<hash>"}
@@ -144,6 +144,9 @@ class InternalChecker:
         @param threadpool: where passwords are verified and reloads parse;
             by default a pool of this checker's own, one thread per CPU,
             started on first use and stopped with the reactor.
+        @param demo: the configuration says C{demo = true}: users that
+            cannot log in are reported as information (the sample has one
+            on purpose), not as a warning.
         """
         if reactor is None:
             from twisted.internet import reactor
@@ -157,6 +160,7 @@ class InternalChecker:
         self._signature = None
         self._reported = {}
         self._reloadLock = DeferredLock()
+        self._demo = demo
 
     @property
     def reactor(self):
@@ -220,13 +224,15 @@ class InternalChecker:
                       count=len(loaded.users.users), path=self.path)
         unsupported = {name: len(users) for name, users in loaded.users.unsupported.items()}
         if unsupported != self._reported:
+            report = self.log.info if self._demo else self.log.warn
             for name, count in sorted(unsupported.items()):
-                self.log.warn(
+                report(
                     "internal realm: {count} user(s) in {path} have passHash format "
                     "{hashFormat}, which kaazing-promo cannot verify; they cannot log in "
                     "(give them a hash from `kaazing-promo hash-password` in the "
-                    "[internal] overlay)",
-                    count=count, path=self.path, hashFormat=name)
+                    "[internal] overlay){demo}",
+                    count=count, path=self.path, hashFormat=name,
+                    demo="; the demo sample has one on purpose (demo = true)" if self._demo else "")
             self._reported = unsupported
         if loaded.overlayStrangers:
             self.log.warn(
