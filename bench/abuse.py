@@ -818,12 +818,22 @@ def markdown(r):
                 "dedicated node).", ""]
     for note in r.get("notes", []):
         out += [f"**Note:** {note}", ""]
+    gl = r.get("gateway_log")
+    if gl and gl["errors"]:
+        if "first_traceback" in gl:
+            last = [ln.strip() for ln in gl["first_traceback"] if ln.strip()][-1]
+            first = f"the first traceback ends `{last}`"
+        else:
+            first = f"the first: `{gl['first_errors'][0]}`"
+        out += [f"**The gateway logged errors:** {gl['errors']:,} of its {gl['lines']:,} log lines are tracebacks, "
+                f"critical or error events; {first}.", ""]
     rows = r.get("scenarios") or []
     if rows:
         out += ["| scenario | attempts sent (addresses, at once) | client saw: rate-limited / realm / no answer / "
                 "other | gateway's login outcomes | real user: AMQP Open-Ok | WS ticket | WS Open-Ok | gateway CPU "
-                "during / first 3 s after / all after | idle after | issue 16 |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "during / first 3 s after / all after | idle after | load (1 min) before | issue 16 |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        busy = []
         for row in rows:
             a = row.get("attack")
             k = a["kinds"] if a else {}
@@ -837,11 +847,19 @@ def markdown(r):
             idle = "—" if c["idle_after"] is None else f"{c['idle_after']:.1f} s"
             if c["idle_after"] is None:
                 idle = f"**not within {c['window']:.0f} s**"
-            out.append(f"| {row['name']} | {sent} | {saw} | {logins} | {loginCell(real.get('amqp'))} | "
+            name = row["name"]
+            if row.get("settled_after") is None and row is not rows[-1]:
+                busy.append(name)
+                name += " ‡"
+            out.append(f"| {name} | {sent} | {saw} | {logins} | {loginCell(real.get('amqp'))} | "
                        f"{ticketCell(real.get('ws'))} | {loginCell(real.get('ws'))} | "
                        f"{row['cpu_during']} / {c['first_3s']} / {c['total']} s | {idle} | "
-                       f"{verdict(row, o)} |")
+                       f"{row['load_average_before'].split()[0]} | {verdict(row, o)} |")
         out.append("")
+        if busy:
+            out += [f"‡ {', '.join(busy)}: the gateway was still busy {o['settle']:g} s after the row's CPU window "
+                    "(still verifying the passwords of clients that had gone), so the next row started on a busy "
+                    "gateway and its figures (logins, CPU) include that leftover work.", ""]
     out += ["Each flood attempt: connect from the scenario's address, then on the AMQP listener the protocol header, "
             "Start, Start-Ok PLAIN; on the WebSocket listener an upgrade with `Authorization: Basic`, or `POST "
             f"{WS_PATH}/ticket` with it; always a new random user name and a wrong password; the socket closed "

@@ -203,12 +203,22 @@ def twistdLogLines(path):
 
 def logErrors(lines):
     """
-    @return: C{{"lines", "errors", "first_errors"}}: how many of a
-        gateway's log C{lines} are tracebacks, critical or error events, or
-        unhandled errors, and the first ten of them.
+    @return: C{{"lines", "errors", "first_errors", "first_traceback"}}: how
+        many of a gateway's log C{lines} are tracebacks, critical or error
+        events, or unhandled errors, the first ten of them, and the first
+        traceback whole (at most 40 lines; no key when there is none).
     """
     bad = [ln for ln in lines if "Traceback" in ln or "#critical" in ln or "#error" in ln or "Unhandled" in ln]
-    return {"lines": len(lines), "errors": len(bad), "first_errors": bad[:10]}
+    out = {"lines": len(lines), "errors": len(bad), "first_errors": bad[:10]}
+    for k, line in enumerate(lines):
+        if "Traceback" in line:
+            # The event line before it and its indented frames.
+            end = k + 1
+            while end < len(lines) and lines[end].startswith(("\t", " ")):
+                end += 1
+            out["first_traceback"] = lines[max(0, k - 1):min(end, k + 40)]
+            break
+    return out
 
 
 # -- /proc readings ---------------------------------------------------------
