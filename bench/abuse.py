@@ -785,12 +785,14 @@ def verdict(row, o):
     Issue 16's "done when" for a row: under a flood, the real user's logins
     complete in under C{max_login_seconds} and the gateway is idle within
     C{max_idle_seconds} of the flood ending; a guesser reaches the realm at
-    most C{max_failed_logins} times.
+    most C{max_failed_logins} times (the realm's refusals it saw).
     """
     def mark(ok):
         return "PASS" if ok else "**FAIL**"
     if row["scenario"] == "guess":
-        reached = row.get("gateway_logins", {}).get("bad-credentials", 0)
+        # The guesser waits for each answer: what it saw is exact, where the
+        # gateway's counters may hold an earlier row's leftover work.
+        reached = row["attack"]["kinds"].get("realm", 0)
         return f"realm asked ≤ {o['max_failed_logins']}: {mark(reached <= o['max_failed_logins'])}"
     if row["listener"] is None:
         return ""
