@@ -6,6 +6,7 @@ memory.  Standard library only.
 """
 
 import ctypes
+import glob
 import os
 import random
 import resource
@@ -183,6 +184,41 @@ class RabbitNode:
                     os.kill(self.vmPid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+# -- twistd's log --------------------------------------------------------------
+
+def twistdLogLines(path):
+    """
+    @return: every line of the twistd log C{path}, oldest first: twistd
+        rotates it every 1,000,000 bytes (C{path.1} is the newest rotated
+        file), so the rotated files' lines too.
+    """
+    lines = []
+    for p in sorted(glob.glob(path + "*"), key=lambda p: -int(p.rsplit(".", 1)[1]) if p[-1].isdigit() else 0):
+        with open(p, "rb") as f:
+            lines += f.read().decode("utf-8", "replace").splitlines()
+    return lines
+
+
+def logErrors(lines):
+    """
+    @return: C{{"lines", "errors", "first_errors", "first_traceback"}}: how
+        many of a gateway's log C{lines} are tracebacks, critical or error
+        events, or unhandled errors, the first ten of them, and the first
+        traceback whole (at most 40 lines; no key when there is none).
+    """
+    bad = [ln for ln in lines if "Traceback" in ln or "#critical" in ln or "#error" in ln or "Unhandled" in ln]
+    out = {"lines": len(lines), "errors": len(bad), "first_errors": bad[:10]}
+    for k, line in enumerate(lines):
+        if "Traceback" in line:
+            # The event line before it and its indented frames.
+            end = k + 1
+            while end < len(lines) and lines[end].startswith(("\t", " ")):
+                end += 1
+            out["first_traceback"] = lines[max(0, k - 1):min(end, k + 40)]
+            break
+    return out
 
 
 # -- /proc readings ---------------------------------------------------------

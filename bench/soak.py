@@ -22,7 +22,6 @@ soak could not run.
 
 import argparse
 import datetime
-import glob
 import json
 import os
 import shutil
@@ -183,12 +182,7 @@ class Soak:
         @return: every line the gateway logged so far, oldest first: twistd
             rotates its log file every 1,000,000 bytes, so all of them.
         """
-        lines = []
-        for path in sorted(glob.glob(os.path.join(self.base, "gateway.twistd.log*")),
-                           key=lambda p: -int(p.rsplit(".", 1)[1]) if p[-1].isdigit() else 0):
-            with open(path, "rb") as f:
-                lines += f.read().decode("utf-8", "replace").splitlines()
-        return lines
+        return infra.twistdLogLines(os.path.join(self.base, "gateway.twistd.log"))
 
     def reclaimLines(self):
         """
@@ -697,10 +691,7 @@ def main(argv):
             if not soak.gateway.alive():
                 results["notes"].append(f"the gateway exited during the soak: {soak.gateway.tail(5)}")
             results["gateway_log_tail"] = soak.gateway.tail(15)
-            lines = soak.gatewayLogLines()
-            bad = [ln for ln in lines if "Traceback" in ln or "#critical" in ln or "#error" in ln
-                   or "Unhandled" in ln]
-            results["gateway_log"] = {"lines": len(lines), "errors": len(bad), "first_errors": bad[:10]}
+            results["gateway_log"] = infra.logErrors(soak.gatewayLogLines())
         soak.stop()
         results["total_seconds"] = round(time.monotonic() - started, 1)
         out = write(results, o.results, ts)
