@@ -126,6 +126,12 @@ class GatewayService(service.MultiService):
         self.config = config
         self.reactor = reactor
         self.isWorker = inheritedPorts is not None
+        self.clusterPassword = None
+        if config.cluster is not None:
+            # Every gateway of the cluster (and each one's workers) derives
+            # the same key, so that any of them redeems what another signed.
+            from kaazing_promo.cluster import loadClusterSecrets
+            ticketKey, self.clusterPassword = loadClusterSecrets(config)
         self.ticketKey = ticketKey or os.urandom(32)
         self.secrets = SecretStore(config.promotion.secrets_file, config.promotion.inline_secrets)
         self.secrets.load()
