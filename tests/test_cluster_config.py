@@ -11,6 +11,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from kaazing_promo.auth.avatar import GatewayUser
+from kaazing_promo.auth.tickets import TicketBook
 from kaazing_promo.cluster import loadClusterSecrets
 from kaazing_promo.config import CLUSTER_PREFIX, parseConfig
 from kaazing_promo.errors import ConfigError
@@ -200,7 +201,7 @@ class SharedKeyTests(TestCase):
         listener = first.config.listeners[0]
         self.assertEqual(first.ticketKey, second.ticketKey)
         ticket = first.authenticator.issueTicket(JOE, listener, "10.0.0.1:5000")
-        avatar, _ = self.successResultOf(second.authenticator.redeemTicket(ticket, listener, "10.0.0.1:6000"))
+        avatar, _ = self.successResultOf(TicketBook(reactor, second.ticketKey).redeem(ticket, listener, "10.0.0.1"))
         self.assertEqual(avatar.user, "joe.smith")
         stranger = GatewayService(gatewayConfig(self.mktemp()), reactor)
         self.assertNotEqual(stranger.ticketKey, first.ticketKey)
