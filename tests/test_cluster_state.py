@@ -418,6 +418,24 @@ class RedisMixin:
             ttls[key] = yield link.call("execute_command", "PTTL", key)
         return ttls
 
+    def throwawayRedis(self, port):
+        """
+        Start a C{redis-server} of the test's own on C{port} (killed at the
+        end of the test at the latest).
+
+        @return: its L{subprocess.Popen}.
+        """
+        server = shutil.which("redis-server")
+        if server is None:
+            self.skipTest("redis-server is not installed")
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory, exist_ok=True)
+        process = subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
+        return process
+
     @defer.inlineCallbacks
     def _deleteKeys(self):
         link = RedisLink(reactor, REDIS)
@@ -528,20 +546,8 @@ class RedisDownTests(RedisMixin, TestCase):
         A throwaway redis-server, killed and started again on the same port:
         calls fail while it is gone and work again once the link is back.
         """
-        server = shutil.which("redis-server")
-        if server is None:
-            self.skipTest("redis-server is not installed")
         port, = freePorts(1)
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-
-        def startRedis():
-            process = subprocess.Popen(
-                [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
-            return process
-        process = startRedis()
+        process = self.throwawayRedis(port)
         link = yield self.link(f"tcp:host=127.0.0.1:port={port}")
         ledger = RedisNonceLedger(link, self.prefix, "ticket")
         self.assertTrue((yield ledger.spend("n1", 30)))
@@ -549,7 +555,7 @@ class RedisDownTests(RedisMixin, TestCase):
         process.wait()
         self.assertTrue((yield waitFor(reactor, lambda: not link.up, timeout=5)))
         yield self.assertFailure(ledger.spend("n2", 30), SharedStateUnavailable)
-        startRedis()
+        self.throwawayRedis(port)
         self.assertTrue((yield waitFor(reactor, lambda: link.up, timeout=15)), "the link did not come back")
         self.assertTrue((yield ledger.spend("n2", 30)))
 
@@ -713,3 +719,121 @@ class TwoGatewaysTests(RedisMixin, TestCase):
         self.assertTrue(first.promoter.tokenBook.grantTTL * 1000 - 5000 < ttl, ttl)
         grant = yield second.promoter.tokenBook.grantFor(grantTag(first.promoter.grant(avatar)))
         self.assertEqual(grant, first.promoter.grant(avatar))
+
+
+class RedisOutageTests(RedisMixin, TestCase):
+    """
+    Issue 20 #3: a gateway whose Redis dies and comes back.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_20_3_outage(self):
+        """
+        While Redis is gone: open connections go on, password logins go on
+        with per-process limits (logged once), tickets are refused, /readyz
+        reports the cluster check without taking the gateway out; when it
+        is back the gateway reconnects by itself and tickets work again.
+        """
+        from kaazing_promo.ops.admin import Readiness
+        from kaazing_promo.tap import GatewayService
+        from tests.authfixtures import standardUsers, writeUsersCnf
+        from tests.support import closeClient, connectTCP, gatewayConfig, roundTrip
+        from tests.test_cluster_config import KEY_TEXT, privateFile
+        texts = capturedTexts(self)
+        port, = freePorts(1)
+        redis = self.throwawayRedis(port)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        users = writeUsersCnf(os.path.join(directory, "users.cnf"), *standardUsers())
+        config = gatewayConfig(
+            self.mktemp(),
+            [{"name": "web", "protocol": "websocket", "endpoint": "tcp:0:interface=127.0.0.1"},
+             {"name": "amqp", "protocol": "amqp", "endpoint": "tcp:0:interface=127.0.0.1"}],
+            user_auth="internal", internal={"users_cnf": users},
+            cluster={"redis": f"tcp:host=127.0.0.1:port={port}", "key_file": privateFile(self, KEY_TEXT),
+                     "prefix": self.prefix})
+        gateway = GatewayService(config, reactor)
+        gateway.startService()
+        self.addCleanup(gateway.stopService)
+        amqpPort = (yield gateway.whenListening())["amqp"].getHost().port
+        link = gateway.cluster.link
+        self.assertTrue((yield waitFor(reactor, lambda: link.up, timeout=10)))
+        readiness = Readiness(gateway, reactor)
+        yield readiness.refresh()
+        self.assertEqual(readiness.asJSON()["checks"]["cluster"]["ok"], True)
+        clients = []
+        self.addCleanup(lambda: [client.transport.loseConnection() for client in clients])
+        client = yield connectTCP(amqpPort, "joe.smith", "joe-pw", clients=clients)
+
+        redis.kill()
+        redis.wait()
+        self.assertTrue((yield waitFor(reactor, lambda: not link.up, timeout=5)))
+        self.assertEqual((yield roundTrip(client, [b"still", b"open"])), [b"still", b"open"])
+        for _ in range(2):
+            other = yield connectTCP(amqpPort, "joe.smith", "joe-pw", clients=clients)
+            yield closeClient(other)
+        self.assertEqual(len([text for text in texts if "counted per process" in text]), 1)
+        web = gateway.contexts["web"].listener
+        avatar = GatewayUser("joe.smith", {"Tyche", "Everyone"}, (), None, "internal")
+        ticket = gateway.authenticator.issueTicket(avatar, web, "127.0.0.1:5000")
+        denial = yield self.assertFailure(gateway.authenticator.redeemTicket(ticket, web, "127.0.0.1:5001"),
+                                          LoginDenied)
+        self.assertIn("ticket refused: Redis at", denial.reason)
+        yield readiness.refresh()
+        document = readiness.asJSON()
+        self.assertEqual(document["checks"]["cluster"]["required"], False)
+        self.assertFalse(document["checks"]["cluster"]["ok"])
+        self.assertIn("per process", document["checks"]["cluster"]["detail"])
+        self.assertTrue(document["ready"], document)
+
+        self.throwawayRedis(port)
+        self.assertTrue((yield waitFor(reactor, lambda: link.up, timeout=15)), "no reconnection")
+        ticket = gateway.authenticator.issueTicket(avatar, web, "127.0.0.1:5000")
+        redeemed, _ = yield gateway.authenticator.redeemTicket(ticket, web, "127.0.0.1:5001")
+        self.assertEqual(redeemed.user, "joe.smith")
+        other = yield connectTCP(amqpPort, "joe.smith", "joe-pw", clients=clients)
+        yield closeClient(other)
+        self.assertEqual(len([text for text in texts if "across the cluster again" in text]), 1)
+        self.assertEqual((yield roundTrip(client, [b"after"])), [b"after"])
+        yield closeClient(client)
+        yield readiness.refresh()
+        self.assertTrue(readiness.asJSON()["checks"]["cluster"]["ok"])
+
+
+class ReadinessTests(SynchronousTestCase):
+    """
+    Issue 20 #3: /readyz reports a cluster check; it decides readiness in
+    token mode only, where no login works without Redis.
+    """
+
+    def readyz(self, mode, up):
+        from types import SimpleNamespace
+
+        from kaazing_promo.ops.admin import Readiness, buildAdminResource
+        from tests.test_ops import fakeGateway, makeMetrics, render
+        top = {"promotion": {"mode": mode}, "broker_auth": {"endpoint": "tcp:0"}} if mode == "token" else {}
+        checker = SimpleNamespace(userCount=2, path="/etc/kp/config/users.cnf")
+        gateway = fakeGateway("internal", checker, **top)
+        detail = "Redis at tcp:host=r:port=6379 answers" if up else "Redis at tcp:host=r:port=6379 is not connected"
+        gateway.cluster = SimpleNamespace(probe=lambda: defer.succeed((up, detail)))
+        readiness = Readiness(gateway, gateway.reactor)
+        self.successResultOf(readiness.refresh())
+        return render(buildAdminResource(makeMetrics(), readiness, gateway.reactor), b"/readyz")
+
+    def test_20_3_clusterCheck(self):
+        code, document = self.readyz("consolidated", True)
+        self.assertEqual(code, 200)
+        self.assertEqual(document["checks"]["cluster"]["detail"], "Redis at tcp:host=r:port=6379 answers")
+        code, document = self.readyz("consolidated", False)
+        self.assertEqual(code, 200)
+        self.assertEqual(document["checks"]["cluster"]["ok"], False)
+        self.assertEqual(document["checks"]["cluster"]["required"], False)
+        self.assertIn("tickets are refused", document["checks"]["cluster"]["detail"])
+
+    def test_20_3_tokenModeNeedsRedis(self):
+        self.assertEqual(self.readyz("token", True)[0], 200)
+        code, document = self.readyz("token", False)
+        self.assertEqual(code, 503)
+        self.assertNotIn("required", document["checks"]["cluster"])
