@@ -110,9 +110,11 @@ class RabbitNode:
     node name and ports, open-files limit raised to the hard limit.
     """
 
-    def __init__(self, base):
-        self.dir = os.path.join(base, "rabbitmq")
+    def __init__(self, base, name="rabbitmq", cookie=None):
+        self.dir = os.path.join(base, name)
         os.makedirs(self.dir)
+        # Nodes of one cluster share a cookie; alone, any will do.
+        self.cookie = cookie or "".join(random.choice(string.ascii_uppercase) for _ in range(20))
         self.port = freePort()
         self.distPort = freePort()
         while self.distPort == self.port:
@@ -132,11 +134,14 @@ class RabbitNode:
             RABBITMQ_LOG_BASE=f"{d}/log", RABBITMQ_PID_FILE=f"{d}/node.pid", ERL_EPMD_ADDRESS="127.0.0.1")
         return env
 
-    def start(self, timeout=60):
+    def launch(self):
+        """
+        Write the node's files and start it, without waiting.
+        """
         d = self.dir
         cookie = os.path.join(d, ".erlang.cookie")
         with open(cookie, "w") as f:
-            f.write("".join(random.choice(string.ascii_uppercase) for _ in range(20)))
+            f.write(self.cookie)
         os.chmod(cookie, 0o400)
         open(f"{d}/rabbitmq-env.conf", "w").close()
         with open(f"{d}/enabled_plugins", "w") as f:
@@ -153,6 +158,18 @@ class RabbitNode:
         self.child = Child("rabbitmq", ["sh", "-c", 'ulimit -Sn "$(ulimit -Hn)"; exec '
                                         f"{RABBITMQ_BIN}/rabbitmq-server"],
                            os.path.join(d, "stdout.log"), env=self.env())
+
+    def start(self, timeout=60):
+        self.launch()
+        self.waitReady(timeout)
+
+    def waitReady(self, timeout=60):
+        """
+        Wait until the launched node is up.  May run in another thread
+        than L{launch} (the parent-death signal follows the launching
+        thread: launch from the main one).
+        """
+        d = self.dir
         waitForPort(self.port, timeout, self.child.proc, "rabbitmq-server")
         subprocess.run([f"{RABBITMQ_BIN}/rabbitmqctl", "-q", "-n", self.node, "await_startup"],
                        env=self.env(), check=True, timeout=timeout, capture_output=True)
@@ -163,6 +180,16 @@ class RabbitNode:
         result = subprocess.run([f"{RABBITMQ_BIN}/rabbitmqctl", "-q", "-n", self.node, *args],
                                 env=self.env(), capture_output=True, text=True, timeout=timeout)
         return result.stdout
+
+    def join(self, first):
+        """
+        Join the cluster of node C{first} (both started, one cookie).
+        """
+        for args in (("stop_app",), ("join_cluster", first.node), ("start_app",)):
+            result = subprocess.run([f"{RABBITMQ_BIN}/rabbitmqctl", "-q", "-n", self.node, *args],
+                                    env=self.env(), capture_output=True, text=True, timeout=120)
+            if result.returncode != 0:
+                raise RuntimeError(f"{self.node}: rabbitmqctl {args[0]} failed: {result.stderr.strip()}")
 
     def stop(self):
         if self.child is None:

@@ -13,7 +13,9 @@ on the other paths breaks the broker's connection); anything missing,
 malformed or unknown is C{deny}.  A token is spent on its first
 C{/auth/user} ask.  The vhost, resource and topic questions are answered
 from the grant the broker names in C{tags} (see L{kaazing_promo.tokens}),
-through the permission table (L{kaazing_promo.permissions}).
+through the permission table (L{kaazing_promo.permissions}).  The book may
+have to ask the cluster's Redis, so every answer may come later: a question
+whose answer cannot be known is answered C{deny}.
 
 No access log is written and nothing logs a form body: the user ask
 carries the token.
@@ -57,7 +59,7 @@ def _answer(allowed):
 class BrokerQuestions:
     """
     The four questions, as functions of the request fields (C{dict} of
-    L{str}) returning the answer text.
+    L{str}) returning a L{Deferred} that fires with the answer text.
 
     @param book: the L{kaazing_promo.interfaces.ITokenBook}.
     """
@@ -68,28 +70,33 @@ class BrokerQuestions:
     def user(self, fields):
         username, password = fields.get("username"), fields.get("password")
         if username is None or password is None:
-            return DENY
-        grant = self.book.redeem(username, password)
+            return defer.succeed(DENY)
+        return self.book.redeem(username, password).addCallback(self._userAnswer)
+
+    def _userAnswer(self, grant):
         if grant is None:
             return DENY
         return " ".join([ALLOW, *self.book.tagsFor(grant)])
 
     def _grant(self, fields, *required):
         if any(name not in fields for name in ("username", "vhost", "tags") + required):
-            return None
+            return defer.succeed(None)
         return self.book.grantFor(fields["tags"])
 
     def vhost(self, fields):
-        grant = self._grant(fields)
-        return _answer(grant is not None and self.book.permissions.allowsVhost(grant, fields["vhost"]))
+        return self._grant(fields).addCallback(
+            lambda grant: _answer(grant is not None and self.book.permissions.allowsVhost(grant, fields["vhost"])))
 
     def resource(self, fields):
-        grant = self._grant(fields, "resource", "name", "permission")
-        return _answer(grant is not None and self.book.permissions.allowsResource(
-            grant, fields["vhost"], fields["resource"], fields["name"], fields["permission"]))
+        return self._grant(fields, "resource", "name", "permission").addCallback(
+            lambda grant: _answer(grant is not None and self.book.permissions.allowsResource(
+                grant, fields["vhost"], fields["resource"], fields["name"], fields["permission"])))
 
     def topic(self, fields):
-        grant = self._grant(fields, "resource", "name", "permission", "routing_key")
+        return self._grant(fields, "resource", "name", "permission", "routing_key").addCallback(
+            self._topicAnswer, fields)
+
+    def _topicAnswer(self, grant, fields):
         if grant is None or fields["resource"] != "topic":
             return DENY
         variables = {
@@ -113,10 +120,25 @@ class QuestionResource(resource.Resource):
         self._question = question
 
     def render_POST(self, request):
-        answer = self._question(_fields(request))
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
-        return answer.encode("utf-8")
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
+        d = defer.maybeDeferred(self._question, _fields(request))
+        d.addErrback(self._failed)
+        d.addCallback(self._respond, request, gone)
+        return server.NOT_DONE_YET
+
+    @staticmethod
+    def _failed(failure):
+        log.failure("broker_auth: question not answered; denied", failure)
+        return DENY
+
+    @staticmethod
+    def _respond(answer, request, gone):
+        if not gone:
+            request.write(answer.encode("utf-8"))
+            request.finish()
 
     render_GET = render_POST
 

@@ -9,6 +9,7 @@ directory (the instance directory).
 
 import ipaddress
 import os
+import re
 import tomllib
 from importlib import resources
 
@@ -24,6 +25,8 @@ PROTOCOLS = ("websocket", "amqp")
 LISTENER_AUTH = ("required", "none")
 ON_EXPIRY = ("revalidate", "close", "ignore")
 DEFAULT_BROKER = "tcp:host=127.0.0.1:port=5672"
+CLUSTER_PREFIX = "kaazing-promo:"
+_ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def defaultConfigPath():
@@ -107,6 +110,27 @@ class BrokerAuth:
 
 
 @attr.s(frozen=True)
+class Cluster:
+    """
+    C{[cluster]}: several gateways acting as one, sharing the failed-login
+    counters, ticket and token redemption and token grants through Redis.
+
+    The signing key and the Redis password are never in the file: only
+    where to read them (a file only its owner may read, or an environment
+    variable).
+    """
+
+    redis = attr.ib()
+    key_file = attr.ib(default=None)
+    key_env = attr.ib(default=None)
+    password_file = attr.ib(default=None)
+    password_env = attr.ib(default=None)
+    username = attr.ib(default=None)
+    prefix = attr.ib(default=CLUSTER_PREFIX)
+    timeout = attr.ib(default=2.0)
+
+
+@attr.s(frozen=True)
 class Permission:
     """
     One C{[[permissions]]} entry: what members of C{group} (or holders of
@@ -147,6 +171,8 @@ class Config:
     broker_auth = attr.ib(default=attr.Factory(BrokerAuth))
     permissions = attr.ib(default=())
     demo = attr.ib(default=False)
+    #: L{Cluster}, or L{None} without C{[cluster]}: everything per process.
+    cluster = attr.ib(default=None)
 
     @property
     def instanceDir(self):
@@ -335,12 +361,49 @@ def parseConfig(data, path, apigwDir=None):
         raise brokerAuth.error("is required with [promotion] mode = \"token\": the broker asks it about "
                                "every token", "endpoint")
 
+    clusterConfig = _cluster(path, data["cluster"]) if "cluster" in data else None
+    top.used.add("cluster")
+
     top.finish()
     return Config(
         path=path, user_auth=userAuth, apigw_dir=apigwDir or fileApigw, workers=workers,
         drain_timeout=drain, broker=brokerConfig, listeners=tuple(listeners),
         internal=internalConfig, delegated=delegatedConfig, promotion=promotionConfig,
-        admin=adminConfig, broker_auth=brokerAuthConfig, permissions=permissions, demo=demo)
+        admin=adminConfig, broker_auth=brokerAuthConfig, permissions=permissions, demo=demo, cluster=clusterConfig)
+
+
+def _cluster(path, raw):
+    section = _Section(path, "[cluster]", raw)
+    for inline, instead in (("key", "key_file or key_env"), ("password", "password_file or password_env")):
+        if inline in section.table:
+            raise section.error(f"is never written in the configuration file; name where to read it "
+                                f"with {instead}", inline)
+    redis = section.get("redis", str)
+    if not redis:
+        raise section.error("is required: the Redis server the gateways share, as a Twisted client endpoint "
+                            "string such as \"tcp:host=127.0.0.1:port=6379\" (tls: works)", "redis")
+
+    def environmentName(key):
+        return section.get(key, str, check=_ENVIRONMENT_NAME.match,
+                           hint="; name an environment variable (letters, digits, _)")
+    cluster = Cluster(
+        redis=redis,
+        key_file=section.path_("key_file"),
+        key_env=environmentName("key_env"),
+        password_file=section.path_("password_file"),
+        password_env=environmentName("password_env"),
+        username=section.get("username", str),
+        prefix=section.get("prefix", str, CLUSTER_PREFIX, check=lambda p: p and not any(c.isspace() for c in p),
+                           hint="; use a non-empty prefix without spaces such as \"kaazing-promo:\""),
+        timeout=section.get("timeout", float, 2.0, check=_positive))
+    section.finish()
+    if (cluster.key_file is None) == (cluster.key_env is None):
+        raise section.error("needs exactly one of key_file (a file only its owner may read) or key_env (an "
+                            "environment variable's name): the signing key every gateway of the cluster shares",
+                            "key_file")
+    if cluster.password_file is not None and cluster.password_env is not None:
+        raise section.error("and password_env are both set; keep one", "password_file")
+    return cluster
 
 
 def _permission(path, index, raw):

@@ -40,3 +40,11 @@ class LoginDenied(Exception):
         self.outcome = outcome
         self.reason = reason
         self.retryAfter = retryAfter
+
+
+class SharedStateUnavailable(Exception):
+    """
+    What the gateways of a cluster share in Redis could not be asked (not
+    connected, no answer in time, an error reply); the message says why,
+    never a secret.
+    """

@@ -142,20 +142,32 @@ class ITokenBook(Interface):
     def redeem(username, password):
         """
         Spend a token: the first ask of a valid, unexpired token minted for
-        C{username} returns its L{kaazing_promo.permissions.Grant}; anything
-        else (a second ask included) returns L{None}.
+        C{username} gets its L{kaazing_promo.permissions.Grant}; anything
+        else (a second ask included, or one whose single use cannot be
+        made sure of) gets L{None}.
+
+        @return: a L{Deferred} firing with the grant or L{None}.
         """
 
     def grantFor(tags):
         """
         @param tags: the space-separated tags the broker sends with a vhost,
             resource or topic question.
-        @return: the grant a redeemed token named in them, or L{None}.
+        @return: a L{Deferred} firing with the grant a redeemed token named
+            in them, or L{None}.
         """
 
     def tagsFor(grant):
         """
         @return: the tags (L{list} of L{str}) the user answer gives for C{grant}.
+        """
+
+    def keep(grants):
+        """
+        Keep C{grants} (of connections open now) known to every gateway of
+        a cluster for a while longer; a no-op outside a cluster.
+
+        @return: a L{Deferred} that fires when done and never fails.
         """
 
 
@@ -165,6 +177,12 @@ class ITokenPromoter(IIdentityPromoter):
     """
 
     tokenBook = Attribute("The L{ITokenBook} it mints from.")
+
+    def grant(avatar):
+        """
+        @return: the L{kaazing_promo.permissions.Grant} the tokens it mints
+            for C{avatar} carry now.
+        """
 
 
 def _alwaysThere():
@@ -362,4 +380,103 @@ class IConnectionObserver(Interface):
         """
         Both sides are closed (C{session.outcome}, C{reason}, C{bytesIn},
         C{bytesOut} are final).
+        """
+
+
+class INonceLedger(Interface):
+    """
+    Which single-use nonces (of tickets, of broker tokens) are spent: in
+    one process, or across the gateways of a cluster.
+    """
+
+    def spend(nonce, ttl):
+        """
+        Spend C{nonce}, remembering it for C{ttl} seconds (until what it
+        names expires anyway).
+
+        @return: a L{Deferred} firing with C{True} the first time, C{False}
+            after; failing with L{kaazing_promo.errors.SharedStateUnavailable}
+            when it cannot be known.
+        """
+
+
+#: How an attempt ended, for L{IFailureStore.end}.
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+ABANDONED = "abandoned"
+
+
+@attr.s(frozen=True, slots=True)
+class Standing:
+    """
+    What the failed-login record says of a source host and a user name as
+    an attempt from one at the other begins (see L{IFailureStore.begin}).
+
+    @ivar failed: failed logins from C{host} in the window.
+    @ivar failedWait: seconds until the oldest of them leaves the window.
+    @ivar inFlight: other attempts from C{host} still being checked.
+    @ivar userHosts: distinct hosts that failed on C{user} in the window.
+    @ivar userWait: seconds until the oldest of them leaves the window.
+    @ivar known: whether C{user} logged in from C{host} successfully before.
+    @ivar shared: whether these counts are the cluster's (not this process's).
+    @ivar handle: the store's own name for the attempt, for L{IFailureStore.end}.
+    """
+
+    host = attr.ib()
+    user = attr.ib()
+    failed = attr.ib(default=0)
+    failedWait = attr.ib(default=0.0)
+    inFlight = attr.ib(default=0)
+    userHosts = attr.ib(default=0)
+    userWait = attr.ib(default=0.0)
+    known = attr.ib(default=False)
+    shared = attr.ib(default=False)
+    handle = attr.ib(default=None, repr=False)
+
+
+class IFailureStore(Interface):
+    """
+    The login protection's memory: failed logins per source host and, per
+    user name, the distinct hosts that failed on it, in a sliding window;
+    attempts in flight per host; the hosts each user logged in from.  Kept
+    by one process, or shared by the gateways of a cluster.
+    """
+
+    def begin(host, user):
+        """
+        An attempt from C{host} to log in as C{user} begins: it counts as in
+        flight until L{end}.
+
+        @return: a L{Deferred} firing with the L{Standing} before it (at
+            once for a store in memory).
+        """
+
+    def end(standing, outcome=None):
+        """
+        The attempt of C{standing} is over: it leaves the flight and is
+        recorded as C{outcome}: L{FAILED} (a wrong password: counts against
+        the host and the user), L{ABANDONED} (the client left before it was
+        checked: counts against the host), L{SUCCEEDED} (the user is known
+        at the host from now on), or L{None} (not the client's doing).
+        """
+
+
+class IGrantStore(Interface):
+    """
+    Token mode across a cluster: the grants of redeemed tokens by grant
+    tag, for whichever gateway the broker asks next about the connection.
+    """
+
+    def keep(tag, grant, ttl):
+        """
+        Keep C{grant} under C{tag} for C{ttl} seconds from now.
+
+        @return: a L{Deferred} firing once it is kept; failing with
+            L{kaazing_promo.errors.SharedStateUnavailable}.
+        """
+
+    def find(tag):
+        """
+        @return: a L{Deferred} firing with the grant kept under C{tag} or
+            L{None}; failing with L{kaazing_promo.errors.SharedStateUnavailable}.
         """

@@ -32,6 +32,58 @@ class Secret:
     __str__ = __repr__
 
 
+def readPrivateFile(path, fix):
+    """
+    Read a file of secrets, refusing one that others may read or that
+    anyone but its owner may write.
+
+    @param fix: what the message tells the operator to do when the file
+        cannot be read at all.
+    @return: its text.
+    @raise ConfigError: the file is unusable; the message names it, never its content.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise ConfigError(f"{path}: secrets file cannot be read ({e.strerror}); {fix}")
+    if info.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+        raise ConfigError(
+            f"{path}: secrets file is readable by others or writable by more than its owner "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); run chmod 0640 or 0600 on it")
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: secrets file cannot be read ({e}); fix its permissions or encoding")
+
+
+def readSecret(where, path=None, variable=None, environ=None):
+    """
+    One secret kept outside the configuration file: the whole content of a
+    file (see L{readPrivateFile}; surrounding white space dropped) or the
+    value of an environment variable.
+
+    @param where: the configuration key that named the source, for messages.
+    @return: a L{Secret}, or L{None} when neither source is given.
+    @raise ConfigError: the source is missing, empty or unusable.
+    """
+    if path is not None:
+        value = readPrivateFile(path, f"create it or fix {where}").strip()
+        source = path
+    elif variable is not None:
+        environ = os.environ if environ is None else environ
+        if variable not in environ:
+            raise ConfigError(f"{where}: environment variable {variable} is not set; export it before starting "
+                              "the gateway (systemd: an EnvironmentFile only root may read)")
+        value = environ[variable].strip()
+        source = f"${variable}"
+    else:
+        return None
+    if not value:
+        raise ConfigError(f"{source}: {where}: the secret is empty; put the value there")
+    return Secret(value)
+
+
 class SecretStore:
     """
     Broker passwords by broker user name, from (in order of precedence) the
@@ -91,20 +143,7 @@ class SecretStore:
 
     @staticmethod
     def _readFile(path):
-        try:
-            info = os.stat(path)
-        except OSError as e:
-            raise ConfigError(f"{path}: secrets file cannot be read ({e.strerror}); "
-                              "create it (broker_user = \"password\" lines) or fix [promotion] secrets_file")
-        if info.st_mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
-            raise ConfigError(
-                f"{path}: secrets file is readable by others or writable by more than its owner "
-                f"(mode {stat.S_IMODE(info.st_mode):04o}); run chmod 0640 or 0600 on it")
-        try:
-            with open(path, "rb") as f:
-                return f.read().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: secrets file cannot be read ({e}); fix its permissions or encoding")
+        return readPrivateFile(path, "create it (broker_user = \"password\" lines) or fix [promotion] secrets_file")
 
     @staticmethod
     def _parse(text, source):

@@ -132,6 +132,15 @@ class GatewayService(service.MultiService):
         self.config = config
         self.reactor = reactor
         self.isWorker = inheritedPorts is not None
+        self.cluster = None
+        if config.cluster is not None:
+            # Every gateway of the cluster (and each one's workers) derives
+            # the same key, so that any of them redeems what another signed.
+            # Without [cluster], Redis is never imported.
+            from kaazing_promo.cluster import Cluster, loadClusterSecrets
+            ticketKey, password = loadClusterSecrets(config)
+            self.cluster = Cluster(config.cluster, reactor, password)
+            self.cluster.setServiceParent(self)
         self.ticketKey = ticketKey or os.urandom(32)
         self.secrets = SecretStore(config.promotion.secrets_file, config.promotion.inline_secrets)
         self.secrets.load()
@@ -142,7 +151,10 @@ class GatewayService(service.MultiService):
             # from the key the master shares.
             self.promoter.tokenBook = TokenBook(
                 ttl=config.promotion.token_ttl, permissions=config.permissions,
-                key=hmac.new(self.ticketKey, b"kaazing-promo broker tokens", hashlib.sha256).digest())
+                key=hmac.new(self.ticketKey, b"kaazing-promo broker tokens", hashlib.sha256).digest(),
+                **({} if self.cluster is None else {"spent": self.cluster.tokens, "shared": self.cluster.grants}))
+            if self.cluster is not None:
+                self.cluster.keepGrants(self.promoter.tokenBook, self._openGrants, reactor)
         # A broker account the promoter will certainly use must have a secret now,
         # not at the first login.
         missing = sorted(self.promoter.knownBrokerUsers() - self.secrets.names())
@@ -158,9 +170,12 @@ class GatewayService(service.MultiService):
         if config.user_auth == "delegated":
             self.lifetime = SessionLifetime(config.delegated.on_expiry, self.checker, reactor)
         self.contexts = {}
+        shared = self.cluster
         self.authenticator = Authenticator(
-            self.portal, self.checker, self.promoter, TicketBook(reactor, self.ticketKey), reactor,
-            slots=1 if self.checker is None else self.checker.concurrency)
+            self.portal, self.checker, self.promoter,
+            TicketBook(reactor, self.ticketKey, spent=None if shared is None else shared.tickets), reactor,
+            slots=1 if self.checker is None else self.checker.concurrency,
+            failures=None if shared is None else shared.failures)
         for listener in config.listeners:
             context = ListenerContext(listener, self.promoter, self.brokerConnector, self.startCache,
                                       reactor, self.authenticator, self.lifetime)
@@ -216,6 +231,13 @@ class GatewayService(service.MultiService):
         self.memory.setServiceParent(self)
 
     _probing = defer.succeed(None)
+
+    def _openGrants(self):
+        """
+        @return: the token grants of this process's connections open now.
+        """
+        return [self.promoter.grant(session.avatar) for context in self.contexts.values()
+                for session in context.sessions if session.isOpen and session.avatar is not None]
 
     def connectionCounts(self):
         """

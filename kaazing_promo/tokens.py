@@ -12,9 +12,10 @@ A token is C{base64url(claims) "." base64url(mac)}: the claims hold a
 and those of the person's groups and access profiles that the permission
 table names; the MAC is HMAC-SHA256 (truncated to 128 bits) under the
 book's key.  So whichever process holds the key can check a token (workers
-share the key, DESIGN "Workers"), while single use is enforced by the one
-process that redeems it: the L{TokenBook} remembers each redeemed nonce
-until the token would have expired anyway.
+share the key, DESIGN "Workers"; so do the gateways of a cluster), while
+single use is an L{INonceLedger}'s: the process's own by default, which
+remembers each redeemed nonce until the token would have expired anyway,
+or the cluster's with C{[cluster]}.
 
 RabbitMQ's vhost, resource and topic questions carry only the user name and
 the tags the user answer gave, not the password.  So the answer to
@@ -26,19 +27,22 @@ up by it.  Two connections of one broker user with different groups are
 therefore answered each from its own grant.  RabbitMQ turns tags into Erlang
 atoms, which are never freed: a grant tag names a I{set of principals}, not
 a connection, so their number is bounded by the table, not by traffic.
+In a cluster, the broker may ask any gateway: the grant is also kept in an
+L{IGrantStore} that every gateway looks a tag up in when it does not know it.
 """
 
 import base64
 import hashlib
-import heapq
 import hmac
 import json
 import os
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from kaazing_promo.errors import PromotionRefused
+from kaazing_promo.auth.spent import SpentNonces
+from kaazing_promo.errors import PromotionRefused, SharedStateUnavailable
 from kaazing_promo.interfaces import ITokenBook, ITokenPromoter
 from kaazing_promo.permissions import Grant, PermissionTable
 from kaazing_promo.promotion import AMQPIdentity, mappedUser, pinVhost
@@ -93,11 +97,16 @@ class TokenBook:
     @param clock: an L{IReactorTime}; wall-clock seconds, as processes that
         share a key must agree on expiry.  The global reactor by default.
     @param randomBytes: returns that many random bytes (tests pin it).
+    @param spent: the L{INonceLedger} of redeemed tokens; this process's own by default.
+    @param shared: the cluster's L{IGrantStore}, or L{None} outside a cluster.
+    @param grantTTL: seconds a grant is kept in C{shared} beyond its token's
+        life (L{keep} extends it while connections use it).
     """
 
     log = Logger(namespace="kaazing_promo.broker_auth")
 
-    def __init__(self, ttl=10.0, key=None, clock=None, randomBytes=os.urandom, permissions=()):
+    def __init__(self, ttl=10.0, key=None, clock=None, randomBytes=os.urandom, permissions=(), spent=None,
+                 shared=None, grantTTL=300.0):
         if clock is None:
             from twisted.internet import reactor as clock
         self.ttl = ttl
@@ -105,12 +114,13 @@ class TokenBook:
         self._key = key if key is not None else os.urandom(KEY_BYTES)
         self._random = randomBytes
         self.permissions = PermissionTable(permissions)
-        self._redeemed = {}
-        self._redeemedByExpiry = []
+        self._spent = spent if spent is not None else SpentNonces(clock)
+        self._shared = shared
+        self.grantTTL = grantTTL
         self._grants = {}
 
     def __repr__(self):
-        return f"<TokenBook ttl={self.ttl!r} redeemed={len(self._redeemed)} grants={len(self._grants)}>"
+        return f"<TokenBook ttl={self.ttl!r} redeemed={len(self._spent)} grants={len(self._grants)}>"
 
     def setPermissions(self, permissions):
         self.permissions = PermissionTable(permissions)
@@ -142,18 +152,20 @@ class TokenBook:
     def redeem(self, username, password):
         claims = self._verified(password)
         if claims is None:
-            return self._refused(username, "not a token this gateway minted")
+            return defer.succeed(self._refused(username, "not a token this gateway minted"))
         now = self.clock.seconds()
-        self._forgetExpired(now)
-        nonce, expires = claims["n"], claims["e"] / 1000.0
-        if nonce in self._redeemed:
-            return self._refused(username, "token already used")
+        expires = claims["e"] / 1000.0
         if now >= expires:
-            return self._refused(username, "token expired")
+            return defer.succeed(self._refused(username, "token expired"))
         # Spent on its first ask, whatever the answer: a token presented
         # under another name is stolen, and must not get a second try.
-        self._redeemed[nonce] = expires
-        heapq.heappush(self._redeemedByExpiry, (expires, nonce))
+        d = self._spent.spend(claims["n"], expires - now)
+        d.addCallback(self._spending, username, claims)
+        return d.addErrback(self._unknowable, username)
+
+    def _spending(self, first, username, claims):
+        if not first:
+            return self._refused(username, "token already used")
         if claims["u"] != username:
             return self._refused(username, "token was minted for another broker user")
         grant = Grant(frozenset(map(tuple, claims["p"])), claims["h"])
@@ -163,7 +175,15 @@ class TokenBook:
         known = self._grants.setdefault(tag, grant)
         if known != grant:
             return self._refused(username, "grant tag collision")
-        return grant
+        if self._shared is None:
+            return grant
+        # The broker's next question about this connection may go to another gateway.
+        return self._shared.keep(tag, grant, self.ttl + self.grantTTL).addCallback(lambda _: grant)
+
+    def _unknowable(self, failure, username):
+        failure.trap(SharedStateUnavailable)
+        return self._refused(username, f"{failure.value}; token mode refuses logins until the cluster's "
+                                       "Redis answers again")
 
     def _verified(self, password):
         if not isinstance(password, str) or len(password) > MAX_TOKEN_LENGTH or password.count(".") != 1:
@@ -189,13 +209,6 @@ class TokenBook:
             return None
         return claims
 
-    def _forgetExpired(self, now):
-        # A redeemed nonce need only be remembered until its token expires:
-        # after that the expiry check refuses it anyway.
-        while self._redeemedByExpiry and self._redeemedByExpiry[0][0] <= now:
-            _, nonce = heapq.heappop(self._redeemedByExpiry)
-            del self._redeemed[nonce]
-
     def _refused(self, username, reason):
         self.log.info("broker_auth: login of broker user {user!r} denied: {reason}", user=username, reason=reason)
         return None
@@ -203,8 +216,39 @@ class TokenBook:
     def grantFor(self, tags):
         named = [tag for tag in (tags or "").split() if tag.startswith(GRANT_TAG_PREFIX)]
         if len(named) != 1:
+            return defer.succeed(None)
+        tag = named[0]
+        grant = self._grants.get(tag)
+        if grant is not None or self._shared is None:
+            return defer.succeed(grant)
+        d = self._shared.find(tag)
+        d.addCallback(self._found, tag)
+        return d.addErrback(self._notFound, tag)
+
+    def _found(self, grant, tag):
+        # Only what hashes to the tag is taken: the grant names the tag.
+        if grant is None or grantTag(grant) != tag:
             return None
-        return self._grants.get(named[0])
+        return self._grants.setdefault(tag, grant)
+
+    def _notFound(self, failure, tag):
+        failure.trap(SharedStateUnavailable)
+        self.log.warn("broker_auth: grant {tag} unknown here and not looked up: {why}", tag=tag, why=failure.value)
+        return None
+
+    def keep(self, grants):
+        """
+        Keep the grants of connections this process holds open in the
+        cluster's store for another L{grantTTL} (a no-op outside a cluster):
+        a grant lives as long as its connections do.
+
+        @param grants: L{Grant}s.
+        @return: a L{Deferred} firing when all are kept; never failing.
+        """
+        if self._shared is None:
+            return defer.succeed(None)
+        kept = [self._shared.keep(grantTag(grant), grant, self.grantTTL) for grant in set(grants)]
+        return defer.DeferredList(kept, consumeErrors=True)
 
     def tagsFor(self, grant):
         return self.permissions.tags(grant) + [grantTag(grant)]
@@ -249,8 +293,7 @@ class TokenPromoter:
 
     def authorize(self, avatar):
         brokerUser = self.brokerUser(avatar)
-        table = self.tokenBook.permissions
-        if not table.applies(Grant(table.relevantPrincipals(avatar), self._pinnedVhost)):
+        if not self.tokenBook.permissions.applies(self.grant(avatar)):
             raise PromotionRefused(f"no [[permissions]] entry names a group or access profile of "
                                    f"gateway user {avatar.user!r}"
                                    + (f" on vhost {self._pinnedVhost!r}" if self._pinnedVhost else ""))
@@ -259,6 +302,10 @@ class TokenPromoter:
     def credentials(self, avatar, mechanisms):
         brokerUser = self.authorize(avatar)
         return AMQPIdentity(brokerUser, self.tokenBook.mint(brokerUser, avatar, self._pinnedVhost))
+
+    def grant(self, avatar):
+        table = self.tokenBook.permissions
+        return Grant(table.relevantPrincipals(avatar), self._pinnedVhost)
 
     def vhost(self, avatar, requested):
         # The broker asks /auth/vhost; the table is answered there, once.

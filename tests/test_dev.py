@@ -289,7 +289,7 @@ class DevScriptTests(SynchronousTestCase):
                                 timeout=60, stdin=subprocess.DEVNULL)
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("about to install Debian packages (apt-get update, then apt-get install; needs root): "
-                      "rabbitmq-server chromium fonts-liberation nodejs npm systemd curl podman runc debootstrap",
+                      "rabbitmq-server chromium fonts-liberation nodejs npm systemd curl redis-server podman runc debootstrap",
                       result.stderr)
         if os.getuid() != 0:
             self.assertIn("not root: run  sudo apt-get install rabbitmq-server", result.stderr)

@@ -381,7 +381,7 @@ def fakeGateway(userAuth="off", checker=None, answers=True, **top):
     }
     document.update(top)
     config = parseConfig(document, "/etc/kp/gateway.toml")
-    return SimpleNamespace(config=config, reactor=Clock(), contexts={},
+    return SimpleNamespace(config=config, reactor=Clock(), contexts={}, cluster=None,
                            checker=checker, authenticator=SimpleNamespace(scheduler=None), isWorker=False,
                            brokerConnector=FakeConnector(answers), startCache=object())
 

@@ -27,6 +27,7 @@ SECTIONS = {
     "Admin": "[admin]",
     "BrokerAuth": "[broker_auth]",
     "Permission": "[[permissions]]",
+    "Cluster": "[cluster]",
 }
 
 #: Fields that are not keys of the file.

@@ -288,7 +288,7 @@ class DelegatedReadinessTests(TestCase):
             "user_auth": "delegated", "delegated": delegated,
             "listeners": [{"name": "amqp", "protocol": "amqp", "endpoint": "tcp:0"}],
             "promotion": {"mode": "consolidated", "user": "guest"}}, "/etc/kp/gateway.toml")
-        gateway = SimpleNamespace(config=config, reactor=reactor, checker=object())
+        gateway = SimpleNamespace(config=config, reactor=reactor, checker=object(), cluster=None)
         return Readiness(gateway, reactor)
 
     @defer.inlineCallbacks

@@ -16,9 +16,12 @@ Login protection, in the order an attempt meets it:
   3. The password check waits its turn in a L{FairScheduler}: a few run at
      once, the host that used the fewest checks lately goes first, and a
      check whose client has gone is dropped unrun.
-"""
 
-import collections
+What 1 and 2 count lives in an L{IFailureStore}: this process's own
+L{FailureWindow}, or the one the gateways of a cluster share (asked with a
+round trip, so the checks answer with a L{Deferred}; in memory it fires at
+once).
+"""
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -27,10 +30,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from kaazing_promo.auth.avatar import ANONYMOUS
-from kaazing_promo.auth.limits import FailureWindow, KnownHosts
+from kaazing_promo.auth.limits import FailureWindow
 from kaazing_promo.auth.scheduler import ClientGone, FairScheduler, Overloaded
-from kaazing_promo.errors import LoginDenied, PromotionRefused
-from kaazing_promo.interfaces import IAuthenticator, IGatewayUser, LoginAttempt
+from kaazing_promo.errors import LoginDenied, PromotionRefused, SharedStateUnavailable
+from kaazing_promo.interfaces import ABANDONED, FAILED, SUCCEEDED, IAuthenticator, IGatewayUser, LoginAttempt
 from kaazing_promo.ops.audit import auditLogin
 
 #: Attempts one host may have in flight when its listener sets no limit.
@@ -51,20 +54,19 @@ class Authenticator:
     @param tickets: the process's L{kaazing_promo.auth.tickets.TicketBook}.
     @param clock: an L{IReactorTime}.
     @param slots: password checks run at once.
+    @param failures: the L{IFailureStore}; this process's own by default.
     """
 
     log = Logger()
     anonymous = ANONYMOUS
 
-    def __init__(self, portal, userStatus, promoter, tickets, clock, slots):
+    def __init__(self, portal, userStatus, promoter, tickets, clock, slots, failures=None):
         self._portal = portal
         self._userStatus = userStatus
         self._promoter = promoter
         self._tickets = tickets
-        self.failures = FailureWindow(clock)
-        self.knownHosts = KnownHosts(clock)
+        self.failures = failures if failures is not None else FailureWindow(clock)
         self.scheduler = FairScheduler(clock, slots)
-        self._pending = collections.Counter()
 
     # Password logins
 
@@ -74,51 +76,45 @@ class Authenticator:
             return defer.succeed(ANONYMOUS)
         if attempt.username is None:
             return self._refuse(attempt, LoginDenied("bad-credentials", attempt.unusable))
-        refusal = self._admit(attempt)
+        return self.failures.begin(attempt.host, attempt.username).addCallback(self._check, attempt, audit)
+
+    def _check(self, standing, attempt, audit):
+        refusal = self._admit(attempt, standing)
         if refusal is not None:
+            self.failures.end(standing)
             return self._refuse(attempt, refusal)
-        host = attempt.host
-        self._pending[host] += 1
         credentials = UsernamePassword(attempt.username, attempt.password)
         d = self.scheduler.submit(
-            host, attempt.stillThere, lambda: self._portal.login(credentials, None, IGatewayUser))
-        d.addBoth(self._settled, host)
-        d.addCallbacks(self._loggedIn, self._checkFailed, callbackArgs=(attempt, audit), errbackArgs=(attempt,))
+            attempt.host, attempt.stillThere, lambda: self._portal.login(credentials, None, IGatewayUser))
+        d.addCallbacks(self._loggedIn, self._checkFailed, callbackArgs=(attempt, audit, standing),
+                       errbackArgs=(attempt, standing))
         return d
 
-    def _admit(self, attempt):
+    def _admit(self, attempt, standing):
         """
+        @param standing: the L{Standing} of C{attempt}'s host and user.
         @return: a L{LoginDenied} if C{attempt} is over a limit, else L{None}.
         """
         limit = attempt.listener.max_failed_logins
         host = attempt.host
-        failed, wait = self.failures.hostFailures(host)
-        pending = self._pending[host]
-        if limit and failed + pending >= limit:
-            return LoginDenied("rate-limited", f"too many failed logins from {host}", _seconds(wait))
-        if pending >= (limit or MAX_PENDING_PER_HOST):
+        if limit and standing.failed + standing.inFlight >= limit:
+            return LoginDenied("rate-limited", f"too many failed logins from {host}", _seconds(standing.failedWait))
+        if standing.inFlight >= (limit or MAX_PENDING_PER_HOST):
             return LoginDenied("rate-limited", f"too many logins in flight from {host}", 1)
-        if limit:
-            hosts, wait = self.failures.userHosts(attempt.username)
-            if hosts >= limit and not self.knownHosts.knows(attempt.username, host):
-                return LoginDenied("rate-limited", f"failed logins from {hosts} hosts for this user",
-                                   _seconds(wait))
+        if limit and standing.userHosts >= limit and not standing.known:
+            return LoginDenied("rate-limited", f"failed logins from {standing.userHosts} hosts for this user",
+                               _seconds(standing.userWait))
         return None
 
-    def _settled(self, result, host):
-        self._pending[host] -= 1
-        if self._pending[host] <= 0:
-            del self._pending[host]
-        return result
-
-    def _loggedIn(self, loggedIn, attempt, audit):
+    def _loggedIn(self, loggedIn, attempt, audit, standing):
         _, avatar, _ = loggedIn
-        self.knownHosts.remember(attempt.username, attempt.host)
+        self.failures.end(standing, SUCCEEDED)
         return self._authorize(attempt, avatar, audit)
 
-    def _checkFailed(self, failure, attempt):
+    def _checkFailed(self, failure, attempt, standing):
+        counted = None
         if failure.check(ClientGone):
-            self.failures.record(attempt.host)
+            counted = ABANDONED
             denial = LoginDenied("closed", "client left before its password was checked")
         elif failure.check(Overloaded):
             denial = LoginDenied("rate-limited", "too many logins waiting", 1)
@@ -127,12 +123,13 @@ class Authenticator:
             # with a "kind": those are not the client's failures.
             outcome = getattr(failure.value, "kind", None) or "bad-credentials"
             if outcome == "bad-credentials":
-                self.failures.record(attempt.host, attempt.username)
+                counted = FAILED
             reason = getattr(failure.value, "reason", None) or failure.getErrorMessage() or "refused by the realm"
             denial = LoginDenied(outcome, reason)
         else:
             self.log.failure("realm failed while checking {user!r}", failure, user=attempt.username)
             denial = LoginDenied("realm-error", f"realm error: {failure.type.__name__}")
+        self.failures.end(standing, counted)
         return self._refuse(attempt, denial)
 
     def _authorize(self, attempt, avatar, audit=True):
@@ -195,7 +192,16 @@ class Authenticator:
 
     def redeemTicket(self, ticket, listener, source):
         attempt = LoginAttempt(listener, _hostOf(source), source, unusable="ticket")
-        redeemed = self._tickets.redeem(ticket, listener, attempt.host)
+        d = self._tickets.redeem(ticket, listener, attempt.host)
+        return d.addCallbacks(self._ticketRedeemed, self._ticketUnknown, callbackArgs=(attempt,),
+                              errbackArgs=(attempt,))
+
+    def _ticketUnknown(self, failure, attempt):
+        failure.trap(SharedStateUnavailable)
+        # Fail closed: whether the ticket was used already cannot be known.
+        return self._refuse(attempt, LoginDenied("realm-error", f"ticket refused: {failure.value}"))
+
+    def _ticketRedeemed(self, redeemed, attempt):
         if redeemed is None:
             return self._refuse(attempt, LoginDenied("bad-credentials", "unknown, used, expired or foreign ticket"))
         avatar, credentials = redeemed

@@ -4,16 +4,25 @@ logins in a sliding window, and which hosts a user has logged in from.
 
 Everything here is per process and bounded: a key nobody asks about again
 is swept once its window has passed, and the known hosts are a bounded
-least-recently-used table.
+least-recently-used table.  The gateways of a cluster share the same record
+in Redis instead (L{kaazing_promo.cluster.shared.RedisFailureStore}), and
+fall back to this one while Redis cannot be asked.
 """
 
 import collections
 
+from twisted.internet import defer
+from zope.interface import implementer
 
+from kaazing_promo.interfaces import ABANDONED, FAILED, SUCCEEDED, IFailureStore, Standing
+
+
+@implementer(IFailureStore)
 class FailureWindow:
     """
-    Failed logins of the last C{window} seconds, per source host and, for
-    each user name, per distinct host that failed on it.
+    One process's L{IFailureStore}: failed logins of the last C{window}
+    seconds, per source host and, for each user name, per distinct host
+    that failed on it; attempts in flight per host; the L{KnownHosts}.
 
     @param clock: an L{twisted.internet.interfaces.IReactorTime}.
     """
@@ -21,12 +30,34 @@ class FailureWindow:
     #: Past this many keys, one sweep drops every key whose window is over.
     sweepAt = 1024
 
-    def __init__(self, clock, window=60.0):
+    def __init__(self, clock, window=60.0, knownHosts=None):
         self._clock = clock
         self.window = window
         self._hosts = {}
         self._users = {}
         self._sweepAt = self.sweepAt
+        self._inFlight = collections.Counter()
+        self.knownHosts = knownHosts if knownHosts is not None else KnownHosts(clock)
+
+    def begin(self, host, user):
+        failed, failedWait = self.hostFailures(host)
+        userHosts, userWait = self.userHosts(user)
+        standing = Standing(host, user, failed, failedWait, self._inFlight[host], userHosts, userWait,
+                            self.knownHosts.knows(user, host))
+        self._inFlight[host] += 1
+        return defer.succeed(standing)
+
+    def end(self, standing, outcome=None):
+        host = standing.host
+        self._inFlight[host] -= 1
+        if self._inFlight[host] <= 0:
+            del self._inFlight[host]
+        if outcome == FAILED:
+            self.record(host, standing.user)
+        elif outcome == ABANDONED:
+            self.record(host)
+        elif outcome == SUCCEEDED:
+            self.knownHosts.remember(standing.user, host)
 
     def record(self, host, user=None):
         """

@@ -3,21 +3,25 @@ Single-use tickets for browsers, which cannot set headers on a WebSocket.
 
 A ticket is the authenticated avatar, the client's host, the listener that
 issued it (name and path) and an expiry, signed with HMAC-SHA256 under a key
-the gateway's worker processes share, so that any worker can redeem what
-another issued.  Each process remembers the tickets it redeemed until they
-expire: a ticket works once per process, only from the host it was issued
-to and only on the listener that issued it, for L{TICKET_TTL} seconds.
+the gateway's worker processes (and the gateways of a cluster) share, so
+that any of them can redeem what another issued.  Single use is an
+L{INonceLedger}'s: each process's own by default (a ticket then works once
+per process), the cluster's with C{[cluster]} (once in all).  A ticket works
+only from the host it was issued to and only on the listener that issued
+it, for L{TICKET_TTL} seconds.
 """
 
 import base64
-import collections
 import hashlib
 import hmac
 import json
 import os
 import secrets
 
+from twisted.internet import defer
+
 from kaazing_promo.auth.avatar import GatewayUser
+from kaazing_promo.auth.spent import SpentNonces
 
 TICKET_TTL = 30.0
 
@@ -35,13 +39,14 @@ class TicketBook:
     Issues and redeems tickets.
 
     @param key: the signing key (L{bytes}); random per process when not given.
+    @param spent: the L{INonceLedger} of redeemed tickets; this process's own by default.
     """
 
-    def __init__(self, clock, key=None, ttl=TICKET_TTL):
+    def __init__(self, clock, key=None, ttl=TICKET_TTL, spent=None):
         self._clock = clock
         self._key = key or os.urandom(32)
         self.ttl = ttl
-        self._redeemed = collections.OrderedDict()
+        self._spent = spent if spent is not None else SpentNonces(clock)
         # Revalidation credentials stay in the issuing process, never in a ticket.
         self._credentials = {}
 
@@ -64,25 +69,31 @@ class TicketBook:
 
     def redeem(self, ticket, listener, host):
         """
-        @return: C{(avatar, credentials)} the ticket was issued for (the
-            credentials only in the process that issued it), or L{None}
-            when it is not a valid, unexpired, unused ticket of C{listener}
-            for C{host}.
+        @return: a L{Deferred} firing with C{(avatar, credentials)} the
+            ticket was issued for (the credentials only in the process that
+            issued it), or with L{None} when it is not a valid, unexpired,
+            unused ticket of C{listener} for C{host}; failing with
+            L{kaazing_promo.errors.SharedStateUnavailable} when whether it
+            was used cannot be known.
         """
         self._forgetExpired()
         try:
             encodedBody, encodedSignature = ticket.split(".")
             body = _unb64(encodedBody)
             if not hmac.compare_digest(_unb64(encodedSignature), self._sign(body)):
-                return None
+                return defer.succeed(None)
             fields = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            return None
+            return defer.succeed(None)
         nonce, expires = fields["n"], fields["x"]
-        if (expires <= self._clock.seconds() or fields["h"] != host or nonce in self._redeemed
-                or fields["l"] != [listener.name, listener.path]):
+        now = self._clock.seconds()
+        if expires <= now or fields["h"] != host or fields["l"] != [listener.name, listener.path]:
+            return defer.succeed(None)
+        return self._spent.spend(nonce, expires - now).addCallback(self._redeemed, nonce, fields)
+
+    def _redeemed(self, first, nonce, fields):
+        if not first:
             return None
-        self._redeemed[nonce] = expires
         kept = self._credentials.pop(nonce, (None, None))[1]
         avatar = GatewayUser(fields["u"], fields["g"], fields["p"], fields["e"], fields["r"])
         return avatar, kept
@@ -92,8 +103,5 @@ class TicketBook:
 
     def _forgetExpired(self):
         now = self._clock.seconds()
-        # Every ticket lives ttl seconds, so insertion order is expiry order.
-        while self._redeemed and next(iter(self._redeemed.values())) <= now:
-            self._redeemed.popitem(last=False)
         for nonce in [n for n, (expires, _) in self._credentials.items() if expires <= now]:
             del self._credentials[nonce]

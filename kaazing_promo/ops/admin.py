@@ -10,7 +10,11 @@ realm and a busy monitor cannot flood them:
     received (L{kaazing_promo.amqp.broker.BrokerConnector.probe});
   - C{realm}: internal: users loaded; delegated: a TLS handshake with the
     API Gateway's host and port, certificate verified as for a login, within
-    C{[delegated] timeout} — never a login.
+    C{[delegated] timeout} — never a login;
+  - C{cluster} (with C{[cluster]}): the cluster's Redis answers a PING.  It
+    decides readiness only in token mode, where no login works without it;
+    otherwise logins go on with per-process limits (tickets are refused) and
+    the check says so without taking the gateway out of the balancer.
 """
 
 import json
@@ -44,19 +48,24 @@ class Probe:
     @ivar ok: L{True}, L{False}, or L{None} before the first answer.
     @ivar detail: what the operator reads (never a secret).
     @ivar checked: when the answer came (the clock's seconds), or L{None}.
+    @ivar required: whether readiness depends on it.
     """
 
-    def __init__(self):
+    def __init__(self, required=True):
         self.ok = None
         self.detail = "not checked yet"
         self.checked = None
+        self.required = required
 
     def record(self, ok, detail, now):
         self.ok, self.detail, self.checked = ok, detail, now
 
     def asJSON(self, now):
-        return {"ok": bool(self.ok), "detail": self.detail,
-                "age_s": None if self.checked is None else round(now - self.checked, 3)}
+        document = {"ok": bool(self.ok), "detail": self.detail,
+                    "age_s": None if self.checked is None else round(now - self.checked, 3)}
+        if not self.required:
+            document["required"] = False
+        return document
 
 
 @implementer(IHandshakeListener)
@@ -110,13 +119,16 @@ class Readiness:
     """
     The cached readiness probes of one gateway.
 
-    @ivar probes: C{{"broker": Probe, "realm": Probe}}.
+    @ivar probes: C{{"broker": Probe, "realm": Probe}}, and C{"cluster"}
+        with C{[cluster]}.
     """
 
     def __init__(self, gateway, clock):
         self.gateway = gateway
         self.clock = clock
         self.probes = {"broker": Probe(), "realm": Probe()}
+        if gateway.cluster is not None:
+            self.probes["cluster"] = Probe(required=gateway.config.promotion.mode == "token")
         self._policy = None
         if gateway.config.user_auth == "delegated":
             self._policy = tlsPolicy(gateway.config.delegated.ca_file)
@@ -128,7 +140,10 @@ class Readiness:
         @return: a L{Deferred} that fires when all have answered; it never
             fails (the timer calling it would stop).
         """
-        return defer.gatherResults([self._probeBroker(), self._probeRealm()], consumeErrors=True) \
+        probes = [self._probeBroker(), self._probeRealm()]
+        if "cluster" in self.probes:
+            probes.append(self._probeCluster())
+        return defer.gatherResults(probes, consumeErrors=True) \
             .addErrback(lambda failure: log.failure("readiness probe failed", failure))
 
     def _record(self, name, ok, detail):
@@ -171,8 +186,17 @@ class Readiness:
                                 self._policy, delegated.timeout)
         return d.addCallbacks(reached, failed)
 
+    def _probeCluster(self):
+        def answered(result):
+            ok, detail = result
+            if not ok and not self.probes["cluster"].required:
+                detail += ("; logins go on with failed-login limits counted per process, tickets are refused "
+                           "until it answers")
+            self._record("cluster", ok, detail)
+        return self.gateway.cluster.probe().addCallback(answered)
+
     def ready(self):
-        return all(probe.ok for probe in self.probes.values())
+        return all(probe.ok for probe in self.probes.values() if probe.required)
 
     def asJSON(self):
         now = self.clock.seconds()

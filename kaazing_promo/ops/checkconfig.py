@@ -79,7 +79,7 @@ def describeSettings(config):
     @return: the effective settings of C{config} (defaults filled in) as
         TOML text, with every secret replaced by C{<redacted>}.
     """
-    lines = _lines(config, skip=("path", "listeners", "permissions"))
+    lines = _lines(config, skip=("path", "listeners", "permissions", "cluster"))
     for section in ("broker", "internal", "delegated", "admin", "broker_auth"):
         lines += ["", f"[{section}]"] + _lines(getattr(config, section))
     for listener in config.listeners:
@@ -95,6 +95,8 @@ def describeSettings(config):
         lines += [f"{tomlValue(user)} = {tomlValue(REDACTED)}" for user in sorted(promotion.inline_secrets)]
     for permission in config.permissions:
         lines += ["", "[[permissions]]"] + _lines(permission)
+    if config.cluster is not None:
+        lines += ["", "[cluster]"] + _lines(config.cluster)
     return "\n".join(lines) + "\n"
 
 
