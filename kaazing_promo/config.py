@@ -16,7 +16,7 @@ from importlib import resources
 import attr
 
 from kaazing_promo.errors import ConfigError
-from kaazing_promo.permissions import compilePattern
+from kaazing_promo.token.permissions import compilePattern
 from kaazing_promo.promotion import promoterFactories
 from kaazing_promo.transport.hosts import splitHost
 

@@ -126,7 +126,7 @@ class ITokenBook(Interface):
     grants (groups, access profiles, pinned vhost) they carry.
     """
 
-    permissions = Attribute("The L{kaazing_promo.permissions.PermissionTable} in force.")
+    permissions = Attribute("The L{kaazing_promo.token.permissions.PermissionTable} in force.")
 
     def setPermissions(permissions):
         """
@@ -142,7 +142,7 @@ class ITokenBook(Interface):
     def redeem(username, password):
         """
         Spend a token: the first ask of a valid, unexpired token minted for
-        C{username} gets its L{kaazing_promo.permissions.Grant}; anything
+        C{username} gets its L{kaazing_promo.token.permissions.Grant}; anything
         else (a second ask included, or one whose single use cannot be
         made sure of) gets L{None}.
 
@@ -180,7 +180,7 @@ class ITokenPromoter(IIdentityPromoter):
 
     def grant(avatar):
         """
-        @return: the L{kaazing_promo.permissions.Grant} the tokens it mints
+        @return: the L{kaazing_promo.token.permissions.Grant} the tokens it mints
             for C{avatar} carry now.
         """
 

@@ -23,7 +23,7 @@ from kaazing_promo.auth.avatar import GatewayRealm
 from kaazing_promo.auth.authenticator import Authenticator
 from kaazing_promo.auth.tickets import TicketBook
 from kaazing_promo.auth.lifetime import SessionLifetime
-from kaazing_promo.brokerauth import buildBrokerAuthService
+from kaazing_promo.token.brokerauth import buildBrokerAuthService
 from kaazing_promo.config import defaultConfigPath, loadConfig
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.interfaces import ITokenPromoter
@@ -33,7 +33,7 @@ from kaazing_promo.ops.memory import MemoryReclaimer
 from kaazing_promo.ops.reload import ReloadService
 from kaazing_promo.promotion import makePromoter
 from kaazing_promo.secrets import SecretStore
-from kaazing_promo.tokens import TokenBook
+from kaazing_promo.token.tokens import TokenBook
 from kaazing_promo.transport.context import ListenerContext
 from kaazing_promo.transport.proxied import TrustedProxyFactory
 from kaazing_promo.transport.tcp import AMQPListenerFactory

@@ -28,7 +28,7 @@ from kaazing_promo.auth.avatar import GatewayRealm, GatewayUser
 from kaazing_promo.auth.limits import FailureWindow
 from kaazing_promo.auth.spent import SpentNonces
 from kaazing_promo.auth.tickets import TicketBook
-from kaazing_promo.brokerauth import buildBrokerAuthResource
+from kaazing_promo.token.brokerauth import buildBrokerAuthResource
 from kaazing_promo.cluster.redislink import RedisLink
 from kaazing_promo.cluster.shared import (FallbackFailureStore, RedisFailureStore, RedisGrantStore,
                                           RedisNonceLedger)
@@ -37,10 +37,10 @@ from kaazing_promo.errors import LoginDenied, SharedStateUnavailable
 from kaazing_promo.interfaces import (ABANDONED, FAILED, SUCCEEDED, IFailureStore, IGrantStore, INonceLedger,
                                       IReloadableUsers,
                                       LoginAttempt, Standing)
-from kaazing_promo.permissions import Grant
+from kaazing_promo.token.permissions import Grant
 from kaazing_promo.promotion import ConsolidatedPromoter
 from kaazing_promo.secrets import SecretStore
-from kaazing_promo.tokens import GRANT_TAG_PREFIX, TokenBook, grantTag
+from kaazing_promo.token.tokens import GRANT_TAG_PREFIX, TokenBook, grantTag
 from tests.rabbitnode import freePorts, waitFor
 from tests.test_loginprotection import ControlledChecker
 

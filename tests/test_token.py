@@ -19,15 +19,15 @@ from zope.interface.verify import verifyObject
 
 from kaazing_promo.adapters.twistedinternals import whenListening
 from kaazing_promo.auth.avatar import GatewayUser
-from kaazing_promo.brokerauth import buildBrokerAuthResource, buildBrokerAuthService
+from kaazing_promo.token.brokerauth import buildBrokerAuthResource, buildBrokerAuthService
 from kaazing_promo.config import Permission, Promotion
 from kaazing_promo.errors import ConfigError, PromotionRefused
 from kaazing_promo.interfaces import IIdentityPromoter, ITokenBook, ITokenPromoter
-from kaazing_promo.permissions import Grant, PermissionTable, searches
+from kaazing_promo.token.permissions import Grant, PermissionTable, searches
 from kaazing_promo.promotion import PLAIN, makePromoter
 from kaazing_promo.secrets import Secret, SecretStore
 from kaazing_promo.tap import GatewayService
-from kaazing_promo.tokens import GRANT_TAG_PREFIX, MAX_TOKEN_LENGTH, TokenBook, TokenPromoter, grantTag
+from kaazing_promo.token.tokens import GRANT_TAG_PREFIX, MAX_TOKEN_LENGTH, TokenBook, TokenPromoter, grantTag
 from tests.authfixtures import standardUsers, writeUsersCnf
 from tests.support import gatewayConfig
 

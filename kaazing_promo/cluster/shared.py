@@ -29,7 +29,7 @@ from zope.interface import implementer
 
 from kaazing_promo.errors import SharedStateUnavailable
 from kaazing_promo.interfaces import ABANDONED, FAILED, SUCCEEDED, IFailureStore, IGrantStore, INonceLedger, Standing
-from kaazing_promo.permissions import Grant
+from kaazing_promo.token.permissions import Grant
 
 log = Logger(namespace="kaazing_promo.cluster")
 

@@ -1,4 +1,4 @@
 from kaazing_promo.promotion import PromoterFactory
-from kaazing_promo.tokens import TokenPromoter
+from kaazing_promo.token.tokens import TokenPromoter
 
 token = PromoterFactory("token", TokenPromoter)

@@ -4,7 +4,7 @@ Token mode (issue 10): promotion without broker passwords.
 The gateway logs each connection in to RabbitMQ with PLAIN, the promoted
 broker user and a fresh single-use token as the password; RabbitMQ's
 C{rabbitmq_auth_backend_http} asks the gateway's C{[broker_auth]} server
-(L{kaazing_promo.brokerauth}) whether that token is good, and then what the
+(L{kaazing_promo.token.brokerauth}) whether that token is good, and then what the
 connection may do.
 
 A token is C{base64url(claims) "." base64url(mac)}: the claims hold a
@@ -44,7 +44,7 @@ from zope.interface import implementer
 from kaazing_promo.auth.spent import SpentNonces
 from kaazing_promo.errors import PromotionRefused, SharedStateUnavailable
 from kaazing_promo.interfaces import ITokenBook, ITokenPromoter
-from kaazing_promo.permissions import Grant, PermissionTable
+from kaazing_promo.token.permissions import Grant, PermissionTable
 from kaazing_promo.promotion import AMQPIdentity, mappedUser, pinVhost
 from kaazing_promo.secrets import Secret
 
@@ -262,7 +262,7 @@ class TokenPromoter:
     name) and a fresh single-use token from L{tokenBook} as the password.
 
     @ivar tokenBook: the L{TokenBook}; the C{[broker_auth]} server redeems
-        from the same one (L{kaazing_promo.brokerauth.buildBrokerAuthService}
+        from the same one (L{kaazing_promo.token.brokerauth.buildBrokerAuthService}
         also hands it the permission table).
     """
 

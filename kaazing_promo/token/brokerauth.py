@@ -12,8 +12,8 @@ from C{request.args}.  Only C{/auth/user} answers with tags (C{allow tags}
 on the other paths breaks the broker's connection); anything missing,
 malformed or unknown is C{deny}.  A token is spent on its first
 C{/auth/user} ask.  The vhost, resource and topic questions are answered
-from the grant the broker names in C{tags} (see L{kaazing_promo.tokens}),
-through the permission table (L{kaazing_promo.permissions}).  The book may
+from the grant the broker names in C{tags} (see L{kaazing_promo.token.tokens}),
+through the permission table (L{kaazing_promo.token.permissions}).  The book may
 have to ask the cluster's Redis, so every answer may come later: a question
 whose answer cannot be known is answered C{deny}.
 
