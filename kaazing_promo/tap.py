@@ -96,6 +96,95 @@ def buildPortal(config, reactor):
     return Portal(GatewayRealm(), [checker]), checker
 
 
+def buildSecrets(config):
+    """
+    @return: the loaded L{SecretStore} of C{[promotion]}.
+    """
+    secrets = SecretStore(config.promotion.secrets_file, config.promotion.inline_secrets)
+    secrets.load()
+    return secrets
+
+
+def checkBrokerSecrets(config, promoter, secrets):
+    """
+    A broker account the promoter will certainly use must have a secret at
+    start-up, not at the first login.
+
+    @raise ConfigError: one is missing.
+    """
+    missing = sorted(promoter.knownBrokerUsers() - secrets.names())
+    if missing:
+        raise ConfigError(
+            f"{config.path}: [promotion]: no broker secret for {', '.join(map(repr, missing))} in "
+            f"{secrets.source or 'any source'}; add {missing[0]} = \"<password>\" to the secrets")
+
+
+def buildTokenBook(config, ticketKey, cluster):
+    """
+    Token mode's book.  Tokens minted by any worker (or, with C{[cluster]},
+    any gateway) are checked by whichever C{[broker_auth]} server the broker
+    asks: every process signs with a key derived from the shared one.
+    """
+    shared = {} if cluster is None else {"spent": cluster.tokens, "shared": cluster.grants}
+    return TokenBook(ttl=config.promotion.token_ttl, permissions=config.permissions,
+                     key=hmac.new(ticketKey, b"kaazing-promo broker tokens", hashlib.sha256).digest(), **shared)
+
+
+def buildAuthenticator(portal, checker, promoter, ticketKey, cluster, reactor):
+    """
+    @return: the process's one L{Authenticator}, its tickets signed with
+        C{ticketKey}; with C{[cluster]}, its counters and spent tickets shared.
+    """
+    return Authenticator(
+        portal, checker, promoter,
+        TicketBook(reactor, ticketKey, spent=None if cluster is None else cluster.tickets), reactor,
+        slots=1 if checker is None else checker.concurrency,
+        failures=None if cluster is None else cluster.failures)
+
+
+def buildListenerFactory(context):
+    """
+    @return: the protocol factory of one listener: a twisted.web site for a
+        WebSocket listener, the AMQP listener's factory otherwise; behind
+        C{trusted_proxies} when the listener takes PROXY headers.
+    """
+    listener = context.listener
+    factory = buildSite(context) if listener.protocol == "websocket" else AMQPListenerFactory(context)
+    if listener.trusted_proxies:
+        factory = TrustedProxyFactory(factory, listener.trusted_proxies)
+    return factory
+
+
+def buildListenerService(configPath, listener, factory, reactor, inheritedFD=None):
+    """
+    @param inheritedFD: in a worker process, the descriptor of the socket
+        the master bound for this listener.
+    @return: the service (named after the listener) that listens.
+    @raise ConfigError: the endpoint string is unusable.
+    """
+    if inheritedFD is not None:
+        listenerService = AdoptedPortService(reactor, inheritedFD, factory)
+        listenerService.setName(listener.name)
+        return listenerService
+    try:
+        endpoint = serverFromString(reactor, listener.endpoint)
+    except (IndexError, AttributeError) as e:
+        if not listener.endpoint.startswith("systemd:"):
+            raise
+        raise ConfigError(
+            f"{configPath}: [[listeners]] {listener.name!r} key 'endpoint': {listener.endpoint!r} "
+            f"has no socket from systemd ({type(e).__name__}); systemd: endpoints need the sockets of "
+            "kaazing-promo.socket (LISTEN_FDS): start it with the socket-activation drop-in, or use tcp:")
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"{configPath}: [[listeners]] {listener.name!r} key 'endpoint': "
+                          f"{listener.endpoint!r} is not a usable endpoint string ({e})")
+    listenerService = StreamServerEndpointService(endpoint, factory)
+    listenerService.setName(listener.name)
+    # A port that cannot be bound stops start-up instead of being logged.
+    listenOrFail(listenerService)
+    return listenerService
+
+
 def raiseOpenFilesLimit():
     """
     Raise the soft open-files limit to the hard one: each client holds two
@@ -142,26 +231,13 @@ class GatewayService(service.MultiService):
             self.cluster = Cluster(config.cluster, reactor, password)
             self.cluster.setServiceParent(self)
         self.ticketKey = ticketKey or os.urandom(32)
-        self.secrets = SecretStore(config.promotion.secrets_file, config.promotion.inline_secrets)
-        self.secrets.load()
+        self.secrets = buildSecrets(config)
         self.promoter = makePromoter(config.promotion, self.secrets)
         if ITokenPromoter.providedBy(self.promoter):
-            # Tokens minted by any worker are checked by the master's one
-            # [broker_auth] server: every process signs with a key derived
-            # from the key the master shares.
-            self.promoter.tokenBook = TokenBook(
-                ttl=config.promotion.token_ttl, permissions=config.permissions,
-                key=hmac.new(self.ticketKey, b"kaazing-promo broker tokens", hashlib.sha256).digest(),
-                **({} if self.cluster is None else {"spent": self.cluster.tokens, "shared": self.cluster.grants}))
+            self.promoter.tokenBook = buildTokenBook(config, self.ticketKey, self.cluster)
             if self.cluster is not None:
                 self.cluster.keepGrants(self.promoter.tokenBook, self._openGrants, reactor)
-        # A broker account the promoter will certainly use must have a secret now,
-        # not at the first login.
-        missing = sorted(self.promoter.knownBrokerUsers() - self.secrets.names())
-        if missing:
-            raise ConfigError(
-                f"{config.path}: [promotion]: no broker secret for {', '.join(map(repr, missing))} in "
-                f"{self.secrets.source or 'any source'}; add {missing[0]} = \"<password>\" to the secrets")
+        checkBrokerSecrets(config, self.promoter, self.secrets)
         self.portal, self.checker = buildPortal(config, reactor)
         self.brokerConnector = BrokerConnector(
             reactor, (config.broker.endpoint,) + tuple(config.broker.fallback_endpoints))
@@ -169,50 +245,21 @@ class GatewayService(service.MultiService):
         self.lifetime = None
         if config.user_auth == "delegated":
             self.lifetime = SessionLifetime(config.delegated.on_expiry, self.checker, reactor)
+        self.authenticator = buildAuthenticator(
+            self.portal, self.checker, self.promoter, self.ticketKey, self.cluster, reactor)
         self.contexts = {}
-        shared = self.cluster
-        self.authenticator = Authenticator(
-            self.portal, self.checker, self.promoter,
-            TicketBook(reactor, self.ticketKey, spent=None if shared is None else shared.tickets), reactor,
-            slots=1 if self.checker is None else self.checker.concurrency,
-            failures=None if shared is None else shared.failures)
         for listener in config.listeners:
             context = ListenerContext(listener, self.promoter, self.brokerConnector, self.startCache,
                                       reactor, self.authenticator, self.lifetime)
             self.contexts[listener.name] = context
-            if listener.protocol == "websocket":
-                factory = buildSite(context)
-            else:
-                factory = AMQPListenerFactory(context)
-            if listener.trusted_proxies:
-                factory = TrustedProxyFactory(factory, listener.trusted_proxies)
-            if self.isWorker:
-                listenerService = AdoptedPortService(reactor, inheritedPorts[listener.name], factory)
-                listenerService.setName(listener.name)
-                listenerService.setServiceParent(self)
-                continue
-            try:
-                endpoint = serverFromString(reactor, listener.endpoint)
-            except (IndexError, AttributeError) as e:
-                if not listener.endpoint.startswith("systemd:"):
-                    raise
-                raise ConfigError(
-                    f"{config.path}: [[listeners]] {listener.name!r} key 'endpoint': {listener.endpoint!r} "
-                    f"has no socket from systemd ({type(e).__name__}); systemd: endpoints need the sockets of "
-                    "kaazing-promo.socket (LISTEN_FDS): start it with the socket-activation drop-in, or use tcp:")
-            except (ValueError, TypeError, KeyError) as e:
-                raise ConfigError(f"{config.path}: [[listeners]] {listener.name!r} key 'endpoint': "
-                                  f"{listener.endpoint!r} is not a usable endpoint string ({e})")
-            listenerService = StreamServerEndpointService(endpoint, factory)
-            listenerService.setName(listener.name)
-            # A port that cannot be bound stops start-up instead of being logged.
-            listenOrFail(listenerService)
-            listenerService.setServiceParent(self)
+            inherited = None if inheritedPorts is None else inheritedPorts[listener.name]
+            buildListenerService(config.path, listener, buildListenerFactory(context), reactor,
+                                 inherited).setServiceParent(self)
         # The master alone serves the admin and broker_auth listeners.
         self.brokerAuth = self.admin = None
         if not self.isWorker:
             # Token mode: the listener RabbitMQ's HTTP auth backend asks about the promoter's tokens.
-            self.brokerAuth = buildBrokerAuthService(self)
+            self.brokerAuth = buildBrokerAuthService(config, self.promoter, reactor)
             if self.brokerAuth is not None:
                 self.brokerAuth.setServiceParent(self)
             # Operations: the admin listener (only with [admin] endpoint).
@@ -221,7 +268,7 @@ class GatewayService(service.MultiService):
                 self.admin.setServiceParent(self)
         self.workers = None
         if config.workers > 1 and not self.isWorker:
-            self.workers = WorkerPool(self, apigwDir)
+            self.workers = WorkerPool(config, reactor, self.ticketKey, self.whenListening, apigwDir)
             self.workers.setServiceParent(self)
         # Reloads on SIGHUP or a changed users.cnf, in every process.
         self.reloader = ReloadService(self, apigwDir)

@@ -87,31 +87,40 @@ class WorkerPool(service.Service):
 
     log = Logger()
 
-    def __init__(self, gateway, apigwDir=None):
-        self._gateway = gateway
+    def __init__(self, config, reactor, ticketKey, whenListening, apigwDir=None):
+        """
+        @param config: the master's L{kaazing_promo.config.Config}.
+        @param ticketKey: the key the workers sign tickets and tokens with.
+        @param whenListening: returns a L{defer.Deferred} firing with
+            C{{listener name: IListeningPort}} once the master listens.
+        """
+        self._config = config
+        self._reactor = reactor
+        self._ticketKey = ticketKey
+        self._whenListening = whenListening
         self._apigwDir = apigwDir
         self.processes = []
 
     def startService(self):
         service.Service.startService(self)
-        self._gateway.whenListening().addCallback(self._spawn)
+        self._whenListening().addCallback(self._spawn)
 
     def _spawn(self, ports):
-        gateway = self._gateway
-        names = [listener.name for listener in gateway.config.listeners]
+        config = self._config
+        names = [listener.name for listener in config.listeners]
         childFDs = {0: "w", 1: 1, 2: 2}
         for offset, name in enumerate(names):
             childFDs[_FIRST_FD + offset] = ports[name].fileno()
-        arguments = [sys.executable, "-m", "kaazing_promo.workermain", "--config", os.path.abspath(gateway.config.path)]
+        arguments = [sys.executable, "-m", "kaazing_promo.workermain", "--config", os.path.abspath(config.path)]
         if self._apigwDir:
             arguments += ["--apigw-dir", self._apigwDir]
         # The workers run the very code the master runs, wherever it was imported from.
         home = os.path.dirname(os.path.dirname(os.path.abspath(kaazing_promo.__file__)))
         path = os.pathsep.join(filter(None, [home, os.environ.get("PYTHONPATH")]))
-        environment = dict(os.environ, PYTHONPATH=path, **{KEY_ENVIRONMENT: gateway.ticketKey.hex()})
-        for index in range(1, gateway.config.workers):
+        environment = dict(os.environ, PYTHONPATH=path, **{KEY_ENVIRONMENT: self._ticketKey.hex()})
+        for index in range(1, config.workers):
             worker = _WorkerProcess(self, index)
-            gateway.reactor.spawnProcess(worker, sys.executable, arguments, env=environment, childFDs=childFDs)
+            self._reactor.spawnProcess(worker, sys.executable, arguments, env=environment, childFDs=childFDs)
             self.processes.append(worker)
         self.log.info("{count} worker process(es) share the listeners", count=len(self.processes))
 

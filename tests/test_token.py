@@ -679,10 +679,9 @@ class BrokerAuthServiceTests(TestCase):
         """
         events = capturedEvents(self)
         gateway = self.gateway(broker_auth={"endpoint": "tcp:0:interface=127.0.0.1"})
-        self.assertIsNone(buildBrokerAuthService(gateway))
+        self.assertIsNone(buildBrokerAuthService(gateway.config, gateway.promoter, gateway.reactor))
         self.assertIn("only [promotion] mode = \"token\"", " ".join(eventTexts(events)))
-        gateway.config = gatewayConfig(self.mktemp())
-        self.assertIsNone(buildBrokerAuthService(gateway))
+        self.assertIsNone(buildBrokerAuthService(gatewayConfig(self.mktemp()), gateway.promoter, gateway.reactor))
 
     def test_badEndpoint(self):
         """

@@ -218,30 +218,31 @@ class BrokerAuthService(StreamServerEndpointService):
         return defer.gatherResults([stopped, self.connections.closeAll()])
 
 
-def buildBrokerAuthService(gateway):
+def buildBrokerAuthService(config, promoter, reactor):
     """
-    The C{[broker_auth]} listener for a L{kaazing_promo.tap.GatewayService}.
+    The C{[broker_auth]} listener.
 
-    Hands C{gateway.config.permissions} to the promoter's token book (the
-    book the broker's questions are answered from) and serves it on
-    C{[broker_auth] endpoint}.
+    Hands C{config.permissions} to the promoter's token book (the book the
+    broker's questions are answered from) and serves it on C{[broker_auth]
+    endpoint}.
 
+    @param config: the gateway's L{kaazing_promo.config.Config}.
+    @param promoter: the L{IIdentityPromoter}; only an L{ITokenPromoter} mints tokens.
     @return: an L{IService} named C{broker_auth}, or L{None} when no
         endpoint is configured or the promotion mode mints no tokens.
     @raise ConfigError: the endpoint string is unusable.
     """
-    config = gateway.config
     endpointString = config.broker_auth.endpoint
     if not endpointString:
         return None
-    if not ITokenPromoter.providedBy(gateway.promoter):
+    if not ITokenPromoter.providedBy(promoter):
         log.warn("[broker_auth] endpoint {endpoint} is ignored: only [promotion] mode = \"token\" uses it, "
                  "not {mode!r}", endpoint=endpointString, mode=config.promotion.mode)
         return None
-    book = gateway.promoter.tokenBook
+    book = promoter.tokenBook
     book.setPermissions(config.permissions)
     try:
-        endpoint = serverFromString(gateway.reactor, endpointString)
+        endpoint = serverFromString(reactor, endpointString)
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"{config.path}: [broker_auth] key 'endpoint': {endpointString!r} is not a usable "
                           f"endpoint string ({e})")
