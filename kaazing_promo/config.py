@@ -190,15 +190,25 @@ class Config:
         return any(listener.require_groups for listener in self.listeners)
 
 
+#: "The schema's default": L{_Section.get}'s default when none is given.
+_SCHEMA = object()
+
+
 class _Section:
     """
     Reads one table of the file, remembering which keys were used so that
     the rest can be reported as unknown.
     """
 
-    def __init__(self, path, where, table):
+    def __init__(self, path, where, table, schema=None):
+        """
+        @param schema: the attrs class the table becomes: a key read without
+            a default of its own gets the class's (defaults are written once,
+            there).
+        """
         self.path = path
         self.where = where
+        self.schema = schema
         if not isinstance(table, dict):
             raise self.error(f"must be a table, not {type(table).__name__}")
         self.table = table
@@ -209,10 +219,10 @@ class _Section:
         # A top-level error has no section to name: no empty ": :" segment.
         return ConfigError(f"{self.path}: {where}: {message}" if where else f"{self.path}: {message}")
 
-    def get(self, key, kind, default=None, choices=None, check=None, hint=""):
+    def get(self, key, kind, default=_SCHEMA, choices=None, check=None, hint=""):
         self.used.add(key)
         if key not in self.table:
-            return default
+            return self._default(key) if default is _SCHEMA else default
         value = self.table[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -224,6 +234,17 @@ class _Section:
         if check is not None and not check(value):
             raise self.error(f"{value!r} is not allowed{hint}", key)
         return value
+
+    def _default(self, key):
+        """
+        @return: the schema's default for C{key} (L{None} without one).
+        """
+        if self.schema is None:
+            return None
+        field = getattr(attr.fields(self.schema), key, None)
+        if field is None or field.default is attr.NOTHING or isinstance(field.default, attr.Factory):
+            return None
+        return field.default
 
     def strings(self, key, default=()):
         values = self.get(key, list, default=None)
@@ -290,16 +311,16 @@ def parseConfig(data, path, apigwDir=None):
     """
     Validate an already parsed TOML document; see L{loadConfig}.
     """
-    top = _Section(path, "", data)
-    userAuth = top.get("user_auth", str, "off", USER_AUTH_MODES)
+    top = _Section(path, "", data, Config)
+    userAuth = top.get("user_auth", str, choices=USER_AUTH_MODES)
     fileApigw = top.path_("apigw_dir")
-    workers = top.get("workers", int, 1, check=_positive, hint="; use 1 or more")
-    drain = top.get("drain_timeout", float, 5.0, check=_nonNegative)
-    demo = top.get("demo", bool, False)
+    workers = top.get("workers", int, check=_positive, hint="; use 1 or more")
+    drain = top.get("drain_timeout", float, check=_nonNegative)
+    demo = top.get("demo", bool)
 
-    broker = _Section(path, "[broker]", top.sub("broker"))
+    broker = _Section(path, "[broker]", top.sub("broker"), Broker)
     brokerConfig = Broker(
-        endpoint=broker.get("endpoint", str, DEFAULT_BROKER),
+        endpoint=broker.get("endpoint", str),
         fallback_endpoints=broker.strings("fallback_endpoints"))
     broker.finish()
 
@@ -318,22 +339,22 @@ def parseConfig(data, path, apigwDir=None):
                 f"{path}: [[listeners]] {listener.name!r} has auth = \"required\" but user_auth is \"off\" "
                 "(U1); set user_auth = \"internal\" or \"delegated\", or auth = \"none\"")
 
-    internal = _Section(path, "[internal]", top.sub("internal"))
+    internal = _Section(path, "[internal]", top.sub("internal"), Internal)
     internalConfig = Internal(
         users_cnf=internal.path_("users_cnf"),
         overlay=internal.path_("overlay"),
-        verify_cache_ttl=internal.get("verify_cache_ttl", float, 300.0, check=_nonNegative))
+        verify_cache_ttl=internal.get("verify_cache_ttl", float, check=_nonNegative))
     internal.finish()
 
-    delegated = _Section(path, "[delegated]", top.sub("delegated"))
+    delegated = _Section(path, "[delegated]", top.sub("delegated"), Delegated)
     delegatedConfig = Delegated(
         url=delegated.get("url", str),
-        domain=delegated.get("domain", str, ""),
+        domain=delegated.get("domain", str),
         ca_file=delegated.path_("ca_file"),
-        timeout=delegated.get("timeout", float, 5.0, check=_positive),
-        max_concurrent=delegated.get("max_concurrent", int, 64, check=_positive),
-        cache_size=delegated.get("cache_size", int, 10000, check=_nonNegative),
-        on_expiry=delegated.get("on_expiry", str, "revalidate", ON_EXPIRY))
+        timeout=delegated.get("timeout", float, check=_positive),
+        max_concurrent=delegated.get("max_concurrent", int, check=_positive),
+        cache_size=delegated.get("cache_size", int, check=_nonNegative),
+        on_expiry=delegated.get("on_expiry", str, choices=ON_EXPIRY))
     delegated.finish()
     if userAuth == "delegated":
         if not delegatedConfig.url:
@@ -373,7 +394,7 @@ def parseConfig(data, path, apigwDir=None):
 
 
 def _cluster(path, raw):
-    section = _Section(path, "[cluster]", raw)
+    section = _Section(path, "[cluster]", raw, Cluster)
     for inline, instead in (("key", "key_file or key_env"), ("password", "password_file or password_env")):
         if inline in section.table:
             raise section.error(f"is never written in the configuration file; name where to read it "
@@ -393,9 +414,9 @@ def _cluster(path, raw):
         password_file=section.path_("password_file"),
         password_env=environmentName("password_env"),
         username=section.get("username", str),
-        prefix=section.get("prefix", str, CLUSTER_PREFIX, check=lambda p: p and not any(c.isspace() for c in p),
+        prefix=section.get("prefix", str, check=lambda p: p and not any(c.isspace() for c in p),
                            hint="; use a non-empty prefix without spaces such as \"kaazing-promo:\""),
-        timeout=section.get("timeout", float, 2.0, check=_positive))
+        timeout=section.get("timeout", float, check=_positive))
     section.finish()
     if (cluster.key_file is None) == (cluster.key_env is None):
         raise section.error("needs exactly one of key_file (a file only its owner may read) or key_env (an "
@@ -407,7 +428,7 @@ def _cluster(path, raw):
 
 
 def _permission(path, index, raw):
-    section = _Section(path, f"[[permissions]] #{index + 1}", raw)
+    section = _Section(path, f"[[permissions]] #{index + 1}", raw, Permission)
 
     def regex(key, default):
         value = section.get(key, str, default)
@@ -422,7 +443,7 @@ def _permission(path, index, raw):
     permission = Permission(
         group=section.get("group", str),
         access_profile=section.get("access_profile", str),
-        vhost=section.get("vhost", str, "/"),
+        vhost=section.get("vhost", str),
         configure=regex("configure", ""),
         write=regex("write", ""),
         read=regex("read", ""),
@@ -438,7 +459,7 @@ def _listener(path, index, raw):
     where = f"[[listeners]] #{index + 1}"
     if isinstance(raw, dict) and isinstance(raw.get("name"), str):
         where = f"[[listeners]] {raw['name']!r}"
-    section = _Section(path, where, raw)
+    section = _Section(path, where, raw, Listener)
     name = section.get("name", str)
     if not name:
         raise section.error("is required; name each listener", "name")
@@ -451,7 +472,7 @@ def _listener(path, index, raw):
                             "endpoint")
     wsOnly = {}
     if protocol == "websocket":
-        listenPath = section.get("path", str, "/amqp",
+        listenPath = section.get("path", str,
                                  check=lambda p: p.startswith("/") and "?" not in p,
                                  hint="; use an absolute path such as \"/amqp\"")
         webroot = section.path_("webroot")
@@ -462,19 +483,19 @@ def _listener(path, index, raw):
             origins = section.strings("allowed_origins")
         wsOnly = dict(
             path=listenPath.rstrip("/") or "/", webroot=webroot, allowed_origins=origins, hosts=_hosts(section),
-            max_ws_message=section.get("max_ws_message", int, 1048576, check=_positive))
+            max_ws_message=section.get("max_ws_message", int, check=_positive))
     listener = Listener(
         name=name, protocol=protocol, endpoint=endpoint,
-        auth=section.get("auth", str, "required", LISTENER_AUTH),
+        auth=section.get("auth", str, choices=LISTENER_AUTH),
         require_groups=section.strings("require_groups"),
-        handshake_timeout=section.get("handshake_timeout", float, 10.0, check=_positive),
-        max_failed_logins=section.get("max_failed_logins", int, 10, check=_nonNegative),
-        max_pending_bytes=section.get("max_pending_bytes", int, 1048576, check=lambda v: v >= 4096,
+        handshake_timeout=section.get("handshake_timeout", float, check=_positive),
+        max_failed_logins=section.get("max_failed_logins", int, check=_nonNegative),
+        max_pending_bytes=section.get("max_pending_bytes", int, check=lambda v: v >= 4096,
                                       hint="; use at least 4096"),
-        max_connections=section.get("max_connections", int, 0, check=_nonNegative),
-        max_connections_per_source=section.get("max_connections_per_source", int, 0, check=_nonNegative),
-        ping_interval=section.get("ping_interval", float, 30.0, check=_nonNegative),
-        max_frame_size=section.get("max_frame_size", int, 131072, check=lambda v: v >= 4096,
+        max_connections=section.get("max_connections", int, check=_nonNegative),
+        max_connections_per_source=section.get("max_connections_per_source", int, check=_nonNegative),
+        ping_interval=section.get("ping_interval", float, check=_nonNegative),
+        max_frame_size=section.get("max_frame_size", int, check=lambda v: v >= 4096,
                                    hint="; use at least 4096 (AMQP's frame-min-size)"),
         trusted_proxies=_trustedProxies(section, endpoint),
         **wsOnly)
@@ -528,10 +549,10 @@ def _hosts(section):
 
 
 def _promotion(path, raw, listeners):
-    section = _Section(path, "[promotion]", raw)
+    section = _Section(path, "[promotion]", raw, Promotion)
     # The modes are plugins: a third-party IPromoterFactory is chosen by name like the built-in ones.
     factories = promoterFactories()
-    mode = section.get("mode", str, "consolidated", tuple(sorted(factories)))
+    mode = section.get("mode", str, choices=tuple(sorted(factories)))
     mapping = section.sub("map")
     if not isinstance(mapping, dict) or not all(isinstance(v, str) and v for v in mapping.values()):
         raise section.error("must map gateway user names to broker user names (strings)", "map")
@@ -545,7 +566,7 @@ def _promotion(path, raw, listeners):
         vhost=section.get("vhost", str),
         map=dict(mapping),
         inline_secrets=inline,
-        token_ttl=section.get("token_ttl", float, 10.0, check=_positive))
+        token_ttl=section.get("token_ttl", float, check=_positive))
     section.finish()
     factory = factories[mode]
     problem = factory.validate(promotion)

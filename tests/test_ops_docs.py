@@ -78,7 +78,69 @@ def documentedKeys():
     return set(re.findall(r"^\| `([^`]+)` \|", section.group(1), re.M)) if section else set()
 
 
+def documentedDefaults():
+    """
+    @return: C{{key: default cell}} of the rows whose default column is one
+        backquoted TOML value (other cells say things in words: required,
+        same origin, U3 lookup...).
+    """
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as stream:
+        text = stream.read()
+    section = re.search(r"^## Configuration\n(.*?)(?=^## )", text, re.M | re.S)
+    return dict(re.findall(r"^\| `([^`]+)` \| `([^`]+)` \|", section.group(1), re.M))
+
+
+def schemaDefault(key):
+    """
+    @return: the schema's default of a table key such as
+        C{[[listeners]] handshake_timeout}, or C{attr.NOTHING}.
+    """
+    section, _, name = key.rpartition(" ")
+    names = {value: cls for cls, value in SECTIONS.items()}
+    cls = schemaClasses()[names.get(section, "Config")]
+    field = getattr(attr.fields(cls), name, None)
+    if field is None or isinstance(field.default, attr.Factory):
+        return attr.NOTHING
+    return field.default
+
+
 class ConfigurationReferenceTests(SynchronousTestCase):
+
+    def test_S2_defaultsAsDocumented(self):
+        """
+        Issue 17: a default is written once, in the schema (config.py's attrs
+        classes, which the parser reads too); the README's table shows that
+        value.
+        """
+        from kaazing_promo.tomlwriter import tomlValue
+        defaults = documentedDefaults()
+        self.assertGreater(len(defaults), 20)
+        wrong = {}
+        for key, cell in defaults.items():
+            value = schemaDefault(key)
+            if value is attr.NOTHING or value is None:
+                wrong[key] = (cell, "no default in the schema")
+            elif tomlValue(value) != cell:
+                wrong[key] = (cell, tomlValue(value))
+        self.assertEqual(wrong, {})
+
+    def test_S2_parserUsesTheSchemaDefaults(self):
+        """
+        Issue 17: a file that sets nothing gets the schema's defaults.
+        """
+        parsed = config.parseConfig({"listeners": [{"name": "a", "protocol": "websocket", "endpoint": "tcp:0",
+                                                    "auth": "none"}],
+                                     "promotion": {"user": "guest", "secrets": {"guest": "guest"}}},
+                                    "/etc/kp/gateway.toml")
+        given = {(config.Listener, "auth"), (config.Promotion, "user"), (config.Promotion, "inline_secrets")}
+        for cls, value in ((config.Listener, parsed.listeners[0]), (config.Delegated, parsed.delegated),
+                           (config.Internal, parsed.internal), (config.Promotion, parsed.promotion)):
+            for field in attr.fields(cls):
+                if field.default is not attr.NOTHING and not isinstance(field.default, attr.Factory):
+                    if (cls, field.name) in given:
+                        continue
+                    self.assertEqual(getattr(value, field.name), field.default, (cls.__name__, field.name))
+
 
     def test_S2_everySchemaClassHasASection(self):
         """
