@@ -95,7 +95,9 @@ class PromoterTests(SynchronousTestCase):
         self.assertIsInstance(promoter, TokenPromoter)
         self.assertEqual(promoter.tokenBook.ttl, 3.5)
         other = makePromoter(settings(token_ttl=3.5), SecretStore())
-        self.assertNotEqual(promoter.tokenBook._key, other.tokenBook._key)
+        token = promoter.tokenBook.mint("joe.smith", JOE).reveal()
+        # Each book signs with a key of its own: the other's token is not one of its.
+        self.assertIsNone(self.successResultOf(other.tokenBook.redeem("joe.smith", token)))
 
     def test_brokerUserIsGatewayUserWithoutMap(self):
         """

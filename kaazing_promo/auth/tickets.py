@@ -11,27 +11,17 @@ only from the host it was issued to and only on the listener that issued
 it, for L{TICKET_TTL} seconds.
 """
 
-import base64
-import hashlib
-import hmac
-import json
 import os
 import secrets
 
 from twisted.internet import defer
 
 from kaazing_promo.auth.avatar import GatewayUser
+from kaazing_promo.auth.signed import ClaimSeal
 from kaazing_promo.auth.spent import SpentNonces
 
 TICKET_TTL = 30.0
-
-
-def _b64(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+_CONTEXT = b"kaazing-promo ticket v1\x00"
 
 
 class TicketBook:
@@ -44,7 +34,7 @@ class TicketBook:
 
     def __init__(self, clock, key=None, ttl=TICKET_TTL, spent=None):
         self._clock = clock
-        self._key = key or os.urandom(32)
+        self._seal = ClaimSeal(key or os.urandom(32), _CONTEXT)
         self.ttl = ttl
         self._spent = spent if spent is not None else SpentNonces(clock)
         # Revalidation credentials stay in the issuing process, never in a ticket.
@@ -59,13 +49,13 @@ class TicketBook:
         self._forgetExpired()
         nonce = secrets.token_urlsafe(16)
         expires = self._clock.seconds() + self.ttl
-        body = json.dumps({
-            "n": nonce, "x": expires, "h": host, "l": [listener.name, listener.path], "u": avatar.user, "g": sorted(avatar.groups),
-            "p": sorted(avatar.access_profiles), "e": avatar.expires, "r": avatar.realm,
-        }, separators=(",", ":")).encode("utf-8")
+        claims = {
+            "n": nonce, "x": expires, "h": host, "l": [listener.name, listener.path], "u": avatar.user,
+            "g": sorted(avatar.groups), "p": sorted(avatar.access_profiles), "e": avatar.expires, "r": avatar.realm,
+        }
         if credentials is not None:
             self._credentials[nonce] = (expires, credentials)
-        return _b64(body) + "." + _b64(self._sign(body))
+        return self._seal.seal(claims)
 
     def redeem(self, ticket, listener, host):
         """
@@ -77,13 +67,8 @@ class TicketBook:
             was used cannot be known.
         """
         self._forgetExpired()
-        try:
-            encodedBody, encodedSignature = ticket.split(".")
-            body = _unb64(encodedBody)
-            if not hmac.compare_digest(_unb64(encodedSignature), self._sign(body)):
-                return defer.succeed(None)
-            fields = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        fields = self._seal.open(ticket)
+        if fields is None:
             return defer.succeed(None)
         nonce, expires = fields["n"], fields["x"]
         now = self._clock.seconds()
@@ -97,9 +82,6 @@ class TicketBook:
         kept = self._credentials.pop(nonce, (None, None))[1]
         avatar = GatewayUser(fields["u"], fields["g"], fields["p"], fields["e"], fields["r"])
         return avatar, kept
-
-    def _sign(self, body):
-        return hmac.new(self._key, body, hashlib.sha256).digest()
 
     def _forgetExpired(self):
         now = self._clock.seconds()

@@ -31,9 +31,7 @@ In a cluster, the broker may ask any gateway: the grant is also kept in an
 L{IGrantStore} that every gateway looks a tag up in when it does not know it.
 """
 
-import base64
 import hashlib
-import hmac
 import json
 import os
 
@@ -41,6 +39,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from kaazing_promo.auth.signed import ClaimSeal, b64encode
 from kaazing_promo.auth.spent import SpentNonces
 from kaazing_promo.errors import PromotionRefused, SharedStateUnavailable
 from kaazing_promo.interfaces import ITokenBook, ITokenPromoter
@@ -57,23 +56,6 @@ _MAC_CONTEXT = b"kaazing-promo broker token v1\x00"
 # A token (claims and MAC) must fit a Start-Ok, whose frame may not exceed
 # AMQP's frame-min-size (4096 bytes) before Tune-Ok; refuse to mint more.
 MAX_TOKEN_LENGTH = 2048
-
-
-def _b64encode(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text):
-    """
-    Strict: only the one unpadded url-safe encoding of the data is accepted
-    (the standard decoder skips foreign characters).
-
-    @raise ValueError: C{text} is not that encoding.
-    """
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64encode(data) != text:
-        raise ValueError("not canonical unpadded url-safe base64")
-    return data
 
 
 def grantTag(grant):
@@ -111,7 +93,7 @@ class TokenBook:
             from twisted.internet import reactor as clock
         self.ttl = ttl
         self.clock = clock
-        self._key = key if key is not None else os.urandom(KEY_BYTES)
+        self._seal = ClaimSeal(key if key is not None else os.urandom(KEY_BYTES), _MAC_CONTEXT, MAC_BYTES)
         self._random = randomBytes
         self.permissions = PermissionTable(permissions)
         self._spent = spent if spent is not None else SpentNonces(clock)
@@ -131,21 +113,17 @@ class TokenBook:
         principals = self.permissions.relevantPrincipals(avatar)
         claims = {
             "v": _VERSION,
-            "n": _b64encode(self._random(NONCE_BYTES)),
+            "n": b64encode(self._random(NONCE_BYTES)),
             "u": brokerUser,
             "e": int((self.clock.seconds() + self.ttl) * 1000),
             "h": vhost,
             "p": sorted(map(list, principals)),
         }
-        payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        token = f"{_b64encode(payload)}.{_b64encode(self._mac(payload))}"
+        token = self._seal.seal(claims)
         if len(token) > MAX_TOKEN_LENGTH:
             raise PromotionRefused(f"token for broker user {brokerUser!r} would be {len(token)} bytes long; "
                                    f"fewer [[permissions]] principals or a shorter user name fit")
         return Secret(token)
-
-    def _mac(self, payload):
-        return hmac.new(self._key, _MAC_CONTEXT + payload, hashlib.sha256).digest()[:MAC_BYTES]
 
     # -- the broker's side ------------------------------------------------
 
@@ -186,22 +164,10 @@ class TokenBook:
                                        "Redis answers again")
 
     def _verified(self, password):
-        if not isinstance(password, str) or len(password) > MAX_TOKEN_LENGTH or password.count(".") != 1:
-            return None
-        encodedPayload, encodedMac = password.split(".")
-        try:
-            payload, mac = _b64decode(encodedPayload), _b64decode(encodedMac)
-        except (ValueError, TypeError):
-            return None
-        if not hmac.compare_digest(mac, self._mac(payload)):
-            return None
+        claims = self._seal.open(password, MAX_TOKEN_LENGTH)
         # Signed by us: the structure is ours, but a key shared with a newer
         # version could sign another shape.
-        try:
-            claims = json.loads(payload)
-        except ValueError:
-            return None
-        if not (isinstance(claims, dict) and claims.get("v") == _VERSION and isinstance(claims.get("n"), str)
+        if not (claims is not None and claims.get("v") == _VERSION and isinstance(claims.get("n"), str)
                 and isinstance(claims.get("u"), str) and isinstance(claims.get("e"), int)
                 and isinstance(claims.get("h"), (str, type(None))) and isinstance(claims.get("p"), list)
                 and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
