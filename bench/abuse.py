@@ -29,7 +29,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import struct
@@ -1011,12 +1010,7 @@ def main(argv):
             results["gateway_log"] = infra.logErrors(infra.twistdLogLines(os.path.join(base, "gateway.twistd.log")))
         gateway.stop()
         results["load_average"]["end"] = soak.loadAverage()
-        results["total_seconds"] = round(time.monotonic() - started, 1)
-        out = write(results, o.results, ts)
-        if o.keep:
-            log(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        out = infra.finishRun(results, started, lambda: write(results, o.results, ts), o.keep, base, log)
     log(f"done in {results['total_seconds']} s: {out}.md")
     return status
 

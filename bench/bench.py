@@ -934,12 +934,7 @@ def main(argv):
             if c.name.startswith("gateway"):
                 results.setdefault("gateway_log_tail", {})[c.name] = c.tail(15)
         env.stopAll()
-        results["total_seconds"] = round(time.monotonic() - started, 1)
-        report.write(results, o.results, ts)
-        if o.keep:
-            log(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        infra.finishRun(results, started, lambda: report.write(results, o.results, ts), o.keep, base, log)
     log(f"done in {results['total_seconds']} s: {o.results}/{ts}.md")
     return status
 

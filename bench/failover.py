@@ -134,11 +134,18 @@ class PikaPublisher(threading.Thread):
                 self.reconnects.lost(e)
                 time.sleep(1.0)
             finally:
-                if connection is not None and connection.is_open:
-                    try:
-                        connection.close()
-                    except Exception:
-                        pass
+                closeQuietly(connection)
+
+
+def closeQuietly(connection):
+    """
+    Close a pika connection that may already be gone.
+    """
+    if connection is not None and connection.is_open:
+        try:
+            connection.close()
+        except Exception:
+            pass
 
 
 class PikaConsumer(threading.Thread):
@@ -172,11 +179,7 @@ class PikaConsumer(threading.Thread):
                 self.reconnects.lost(e)
                 time.sleep(0.5)
             finally:
-                if connection is not None and connection.is_open:
-                    try:
-                        connection.close()
-                    except Exception:
-                        pass
+                closeQuietly(connection)
 
 
 # -- the topology ---------------------------------------------------------------------

@@ -215,6 +215,22 @@ class RabbitNode:
 
 # -- twistd's log --------------------------------------------------------------
 
+def finishRun(results, started, write, keep, base, log):
+    """
+    The end every bench run shares: its total time in C{results}, the
+    results written (C{write()}), its temp directory C{base} kept or removed.
+
+    @return: what C{write} returned.
+    """
+    results["total_seconds"] = round(time.monotonic() - started, 1)
+    out = write()
+    if keep:
+        log(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
 def twistdLogLines(path):
     """
     @return: every line of the twistd log C{path}, oldest first: twistd

@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -693,12 +692,7 @@ def main(argv):
             results["gateway_log_tail"] = soak.gateway.tail(15)
             results["gateway_log"] = infra.logErrors(soak.gatewayLogLines())
         soak.stop()
-        results["total_seconds"] = round(time.monotonic() - started, 1)
-        out = write(results, o.results, ts)
-        if o.keep:
-            log(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        out = infra.finishRun(results, started, lambda: write(results, o.results, ts), o.keep, base, log)
     log(f"done in {results['total_seconds']} s: {out}.md")
     return status
 
