@@ -193,6 +193,18 @@ class FairSchedulerTests(SynchronousTestCase):
         self.assertNoResult(real)
         self.assertEqual(scheduler.waiting, 5)
 
+    def test_19_stormOfDistinctHostsIsNotShed(self):
+        """
+        Issue 19 #5: past maxWaiting, a host with one check waiting keeps it:
+        a storm of people logging in from distinct addresses all get their turn.
+        """
+        scheduler = FairScheduler(self.clock, slots=1, maxWaiting=5)
+        scheduler.submit("10.0.0.1", lambda: True, self.work("run"))
+        storm = [scheduler.submit(f"10.0.1.{n}", lambda: True, self.work(n)) for n in range(20)]
+        for d in storm:
+            self.assertNoResult(d)
+        self.assertEqual(scheduler.waiting, 20)
+
     def test_failuresPassThrough(self):
         d = self.scheduler.submit("10.0.0.1", lambda: True, lambda: defer.fail(UnauthorizedLogin("no")))
         self.failureResultOf(d, UnauthorizedLogin)

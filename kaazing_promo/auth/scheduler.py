@@ -85,7 +85,15 @@ class FairScheduler:
         return d
 
     def _shed(self):
+        """
+        Over C{maxWaiting}: give up the newest check of the host with the
+        most waiting — unless none has more than one, since every host keeps
+        a place (a storm of people logging in from as many addresses is
+        bounded by the listeners' connection limits, not refused here).
+        """
         host = max(self._queues, key=lambda h: (len(self._queues[h]), self._recentUse(h)))
+        if len(self._queues[host]) < 2:
+            return
         job = self._take(host, newest=True)
         job.deferred.errback(Overloaded())
 
