@@ -52,6 +52,8 @@ class Listener:
     max_failed_logins = attr.ib(default=10)
     max_pending_bytes = attr.ib(default=1048576)
     max_ws_message = attr.ib(default=1048576)
+    #: WebSocket listeners: seconds the page's session cookie lives (0: no cookie).
+    session_ttl = attr.ib(default=43200.0)
     max_connections = attr.ib(default=0)
     max_connections_per_source = attr.ib(default=0)
     ping_interval = attr.ib(default=30.0)
@@ -483,7 +485,8 @@ def _listener(path, index, raw):
             origins = section.strings("allowed_origins")
         wsOnly = dict(
             path=listenPath.rstrip("/") or "/", webroot=webroot, allowed_origins=origins, hosts=_hosts(section),
-            max_ws_message=section.get("max_ws_message", int, check=_positive))
+            max_ws_message=section.get("max_ws_message", int, check=_positive),
+            session_ttl=section.get("session_ttl", float, check=_nonNegative))
     listener = Listener(
         name=name, protocol=protocol, endpoint=endpoint,
         auth=section.get("auth", str, choices=LISTENER_AUTH),

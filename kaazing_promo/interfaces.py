@@ -254,6 +254,22 @@ class IAuthenticator(Interface):
         @return: L{None}, or C{(reason for the operator, reason for the client)}.
         """
 
+    def openSession(avatar, listener):
+        """
+        @return: the value of a session cookie for C{avatar} on C{listener}
+            (issued after a password login), or L{None} when the listener
+            keeps no sessions.
+        """
+
+    def resumeSession(cookie, listener, source):
+        """
+        Log in with a session cookie instead of a password, checking again
+        that its person may still log in on C{listener}.
+
+        @return: a L{Deferred} firing with the L{IGatewayUser}, or failing
+            with L{kaazing_promo.errors.LoginDenied}.
+        """
+
     def redeemTicket(ticket, listener, source):
         """
         Spend a ticket, checking again that its user may still log in on
@@ -275,6 +291,13 @@ class IUserStatus(Interface):
         @param avatar: an L{IGatewayUser} this realm vouched for.
         @return: the user as the realm knows them now (groups may have
             changed), or L{None} if they may no longer log in.
+        """
+
+    def generation(user):
+        """
+        @return: an opaque L{str} that changes when C{user}'s credentials
+            change in the realm (a session cookie issued before no longer
+            stands), or C{""} when the realm cannot tell.
         """
 
 

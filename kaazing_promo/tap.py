@@ -21,7 +21,7 @@ from kaazing_promo.adapters.twistedinternals import listenOrFail, whenListening
 from kaazing_promo.amqp.broker import BrokerConnector, BrokerStartCache
 from kaazing_promo.auth.avatar import GatewayRealm
 from kaazing_promo.auth.authenticator import Authenticator
-from kaazing_promo.auth.tickets import TicketBook
+from kaazing_promo.auth.tickets import SessionCookies, TicketBook
 from kaazing_promo.auth.lifetime import SessionLifetime
 from kaazing_promo.token.brokerauth import buildBrokerAuthService
 from kaazing_promo.config import defaultConfigPath, loadConfig
@@ -135,11 +135,12 @@ def buildAuthenticator(portal, checker, promoter, ticketKey, cluster, reactor):
     @return: the process's one L{Authenticator}, its tickets signed with
         C{ticketKey}; with C{[cluster]}, its counters and spent tickets shared.
     """
+    sessions = SessionCookies(reactor, hmac.new(ticketKey, b"kaazing-promo sessions", hashlib.sha256).digest())
     return Authenticator(
         portal, checker, promoter,
         TicketBook(reactor, ticketKey, spent=None if cluster is None else cluster.tickets), reactor,
         slots=1 if checker is None else checker.concurrency,
-        failures=None if cluster is None else cluster.failures)
+        failures=None if cluster is None else cluster.failures, sessions=sessions)
 
 
 def buildListenerFactory(context):

@@ -12,11 +12,14 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from tests.rawclients import (
-    REAL_USER, amqpLogin, basic, get, httpExchange, httpRequest, post, upgrade, writeUsers)
+    REAL_USER, RawClient, amqpLogin, basic, connectFrom, get, httpExchange, httpRequest, post, upgrade, writeUsers)
 from tests.support import GatewayTestMixin, gatewayConfig
 
 
-class AuditTrailTests(GatewayTestMixin, unittest.TestCase):
+class AuditTrailCase(GatewayTestMixin, unittest.TestCase):
+    """
+    A gateway with the internal realm, and the login events it writes.
+    """
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -43,6 +46,9 @@ class AuditTrailTests(GatewayTestMixin, unittest.TestCase):
         """
         events, self.events = self.events, []
         return [(event["listener"], event["outcome"], event["reason"]) for event in events]
+
+
+class AuditTrailTests(AuditTrailCase):
 
     @defer.inlineCallbacks
     def test_X4_amqpListener(self):
@@ -111,3 +117,31 @@ class AuditTrailTests(GatewayTestMixin, unittest.TestCase):
         self.assertIn(b" 401 ", status)
         self.assertEqual([(outcome, reason) for _, outcome, reason in self.decisions()],
                          [("bad-credentials", "no credentials"), ("bad-credentials", "invalid user name or password")])
+
+
+class SessionCookieTests(AuditTrailCase):
+    """
+    Issue 19 #5: the page's session cookie, through a real gateway.
+    """
+
+    @defer.inlineCallbacks
+    def test_19_cookieInsteadOfPassword(self):
+        port = self.ports["web"]
+        proto = RawClient(post("/amqp/ticket", basic(*REAL_USER)))
+        yield connectFrom("127.0.0.2", port, proto)
+        response = yield proto.done
+        [cookie] = re.findall(rb"Set-Cookie: (kp_session=[^\r\n]*)", response)
+        attributes = [part.strip().lower() for part in cookie.split(b";")[1:]]
+        for attribute in (b"httponly", b"samesite=strict", b"path=/amqp"):
+            self.assertIn(attribute, attributes)
+        self.decisions()
+        value = cookie.split(b";")[0]
+        status, body = yield httpExchange("127.0.0.3", port, post("/amqp/ticket", b"Cookie: " + value + b"\r\n"))
+        self.assertIn(b" 200 ", status)
+        ticket = json.loads(re.search(rb"\{.*\}", body).group())["ticket"].encode()
+        self.assertEqual(self.decisions(), [("web", "ok", "")])
+        line = yield httpRequest("127.0.0.3", port, upgrade().replace(b"/amqp ", b"/amqp?ticket=" + ticket + b" "))
+        self.assertIn(b" 101 ", line)
+        status, _ = yield httpExchange("127.0.0.4", port, post("/amqp/ticket", b"Cookie: kp_session=forged.x\r\n"))
+        self.assertIn(b" 401 ", status)
+        self.assertEqual([outcome for _, outcome, _ in self.decisions()], ["bad-credentials"])

@@ -21,7 +21,7 @@ from kaazing_promo.auth.authenticator import Authenticator
 from kaazing_promo.auth.avatar import GatewayRealm, GatewayUser
 from kaazing_promo.auth.limits import FailureWindow, KnownHosts
 from kaazing_promo.auth.scheduler import ClientGone, FairScheduler, Overloaded
-from kaazing_promo.auth.tickets import TicketBook
+from kaazing_promo.auth.tickets import SessionCookies, TicketBook
 from kaazing_promo.config import Listener, Promotion
 from kaazing_promo.errors import LoginDenied
 from kaazing_promo.interfaces import IAuthenticator, IUserStatus, LoginAttempt
@@ -252,6 +252,9 @@ class ControlledChecker:
             return None
         return GatewayUser(avatar.user, self.groups.get(avatar.user, ()))
 
+    def generation(self, user):
+        return self.passwords.get(user, "")
+
 
 WEB = Listener(name="web", protocol="websocket", endpoint="tcp:0", max_failed_logins=3)
 AMQP = Listener(name="amqp", protocol="amqp", endpoint="tcp:0", max_failed_logins=3)
@@ -270,7 +273,8 @@ class AuthenticatorTests(SynchronousTestCase):
         self.promoter = ConsolidatedPromoter(Promotion(mode="consolidated", user="webuser"), secrets)
         self.tickets = TicketBook(self.clock, b"k" * 32)
         self.authenticator = Authenticator(
-            Portal(GatewayRealm(), [self.checker]), self.checker, self.promoter, self.tickets, self.clock, slots=2)
+            Portal(GatewayRealm(), [self.checker]), self.checker, self.promoter, self.tickets, self.clock, slots=2,
+            sessions=SessionCookies(self.clock, b"s" * 32))
         self.audit = []
         observer = lambda event: self.audit.append(event) if isAuditEvent(event) else None
         globalLogPublisher.addObserver(observer)
@@ -468,3 +472,46 @@ class AuthenticatorTests(SynchronousTestCase):
         self.denial(self.redeem(ticket))
         self.denial(self.redeem("bogus"))
         self.assertEqual([event["outcome"] for event in self.audit], ["bad-credentials", "bad-credentials"])
+
+    # The page's session cookie (issue 19 #5)
+
+    def test_19_sessionInsteadOfPassword(self):
+        """
+        Issue 19 #5: a session cookie from a password login logs its person
+        in again on the same listener without a password check (no hash),
+        audited as a login; another listener does not take it.
+        """
+        cookie = self.authenticator.openSession(self.checker.current(GatewayUser("joe")), WEB)
+        checked = len(self.checker.checked)
+        avatar = self.successResultOf(self.authenticator.resumeSession(cookie, WEB, "10.0.0.9:1"))
+        self.assertEqual(avatar.user, "joe")
+        self.assertEqual(len(self.checker.checked), checked)
+        self.assertEqual([event["outcome"] for event in self.audit], ["ok"])
+        self.assertEqual(self.denial(self.authenticator.resumeSession(cookie, ADMINS, "10.0.0.9:1")).outcome,
+                         "bad-credentials")
+
+    def test_19_sessionExpires(self):
+        cookie = self.authenticator.openSession(self.checker.current(GatewayUser("joe")), WEB)
+        self.clock.advance(WEB.session_ttl)
+        self.assertEqual(self.denial(self.authenticator.resumeSession(cookie, WEB, "10.0.0.9:1")).outcome,
+                         "bad-credentials")
+
+    def test_19_sessionRevoked(self):
+        """
+        Issue 19 #5: a changed password, or a user the realm no longer has,
+        revokes the session; the listener's rules are asked again.
+        """
+        cookie = self.authenticator.openSession(self.checker.current(GatewayUser("joe")), WEB)
+        self.checker.passwords["joe"] = "new-pw"
+        self.assertEqual(self.denial(self.authenticator.resumeSession(cookie, WEB, "10.0.0.9:1")).outcome,
+                         "unauthorized")
+        root = self.authenticator.openSession(self.checker.current(GatewayUser("root")), ADMINS)
+        self.checker.groups["root"] = set()
+        self.assertEqual(self.denial(self.authenticator.resumeSession(root, ADMINS, "10.0.0.9:1")).outcome,
+                         "unauthorized")
+        for forged in ("", "x.y", root[:-2] + ("AA" if not root.endswith("AA") else "BB")):
+            self.denial(self.authenticator.resumeSession(forged, ADMINS, "10.0.0.9:1"))
+
+    def test_19_noSessionWhenTheListenerKeepsNone(self):
+        quiet = Listener(name="quiet", protocol="websocket", endpoint="tcp:0", session_ttl=0.0)
+        self.assertIsNone(self.authenticator.openSession(GatewayUser("joe"), quiet))

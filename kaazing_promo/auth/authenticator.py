@@ -55,13 +55,17 @@ class Authenticator:
     @param clock: an L{IReactorTime}.
     @param slots: password checks run at once.
     @param failures: the L{IFailureStore}; this process's own by default.
+    @param sessions: the L{kaazing_promo.auth.tickets.SessionCookies} of
+        the page's sessions, or L{None} for none.
     """
 
     log = Logger()
     anonymous = ANONYMOUS
 
-    def __init__(self, portal, userStatus, promoter, tickets, clock, slots, failures=None):
+    def __init__(self, portal, userStatus, promoter, tickets, clock, slots, failures=None, sessions=None):
         self._portal = portal
+        self._clock = clock
+        self._sessions = sessions
         self._userStatus = userStatus
         self._promoter = promoter
         self._tickets = tickets
@@ -180,6 +184,28 @@ class Authenticator:
         auditLogin(attempt.listener.name, attempt.source, denial.outcome, denial.reason,
                    gateway_user=user or attempt.username)
         return defer.fail(denial)
+
+    # Sessions (the page's cookie)
+
+    def openSession(self, avatar, listener):
+        if self._sessions is None or not listener.session_ttl or self._userStatus is None:
+            return None
+        return self._sessions.issue(avatar, listener, self._userStatus.generation(avatar.user))
+
+    def resumeSession(self, cookie, listener, source):
+        attempt = LoginAttempt(listener, _hostOf(source), source, unusable="session cookie")
+        opened = None if self._sessions is None or self._userStatus is None else self._sessions.open(cookie, listener)
+        if opened is None:
+            return self._refuse(attempt, LoginDenied("bad-credentials", "unknown, expired or foreign session cookie"))
+        avatar, generation = opened
+        current = self._userStatus.current(avatar)
+        if current is None or generation != self._userStatus.generation(avatar.user):
+            return self._refuse(attempt, LoginDenied("unauthorized", "session revoked: the user's credentials "
+                                                     "changed or the user may no longer log in"), avatar.user)
+        if current.expires is not None and current.expires <= self._clock.seconds():
+            return self._refuse(attempt, LoginDenied("bad-credentials", "session's authentication expired"),
+                                avatar.user)
+        return defer.maybeDeferred(self._authorize, attempt, current)
 
     # Tickets
 

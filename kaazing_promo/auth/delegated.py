@@ -269,6 +269,14 @@ class DelegatedChecker:
     def __repr__(self):
         return f"<DelegatedChecker {self.url}>"
 
+    def generation(self, user):
+        """
+        L{IUserStatus}: the API Gateway tells nothing of a password change;
+        a session cookie lives its C{session_ttl} (and the avatar's own
+        C{expires} is checked when it is used).
+        """
+        return ""
+
     def current(self, avatar):
         """
         L{IUserStatus}: the API Gateway is asked only with a password, so a

@@ -9,6 +9,7 @@ answer nor its timing tells a client which user names exist.  The operator's
 log says the real reason.
 """
 
+import hashlib
 import io
 import os
 import sys
@@ -317,6 +318,15 @@ class InternalChecker:
 
     def _avatar(self, entry):
         return GatewayUser(entry.name, entry.groups, realm="internal")
+
+    def generation(self, user):
+        """
+        L{IUserStatus}: a digest of the user's hash as loaded now.
+        """
+        entry = self._entry(user)
+        if entry is None or entry.passHash is None:
+            return ""
+        return hashlib.sha256(entry.passHash.encode("utf-8")).hexdigest()[:16]
 
     def current(self, avatar):
         """

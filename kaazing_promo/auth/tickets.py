@@ -87,3 +87,52 @@ class TicketBook:
         now = self._clock.seconds()
         for nonce in [n for n, (expires, _) in self._credentials.items() if expires <= now]:
             del self._credentials[nonce]
+
+
+_SESSION_CONTEXT = b"kaazing-promo session v1\x00"
+
+
+class SessionCookies:
+    """
+    The page's session cookie (issue 19): after a password login on a
+    listener's ticket endpoint, a browser holds a signed, HttpOnly,
+    SameSite=Strict cookie naming the person, the listener and an expiry,
+    and asks for its next tickets with it instead of a password, so that a
+    gateway restart does not cost every connected browser a password hash.
+
+    Signed with a key derived from the shared one, so every worker (and
+    every gateway of a cluster) accepts it.  It carries the realm's
+    L{IUserStatus.generation} of the person's credentials: a password change
+    or a removal, once the realm has reloaded, revokes it; the listener's
+    rules are asked again on every use.
+
+    @param key: the signing key (L{bytes}).
+    """
+
+    def __init__(self, clock, key):
+        self._clock = clock
+        self._seal = ClaimSeal(key, _SESSION_CONTEXT)
+
+    def issue(self, avatar, listener, generation):
+        """
+        @return: the cookie's value (L{str}), valid on C{listener} for its
+            C{session_ttl} seconds.
+        """
+        return self._seal.seal({
+            "u": avatar.user, "g": sorted(avatar.groups), "p": sorted(avatar.access_profiles),
+            "e": avatar.expires, "r": avatar.realm, "l": [listener.name, listener.path],
+            "x": self._clock.seconds() + listener.session_ttl, "c": generation,
+        })
+
+    def open(self, value, listener):
+        """
+        @return: C{(avatar, generation)} the cookie names, or L{None} when it
+            is not a live session cookie of C{listener}.
+        """
+        claims = self._seal.open(value)
+        if claims is None or claims.get("l") != [listener.name, listener.path]:
+            return None
+        if not isinstance(claims.get("x"), (int, float)) or claims["x"] <= self._clock.seconds():
+            return None
+        avatar = GatewayUser(claims["u"], claims["g"], claims["p"], claims["e"], claims["r"])
+        return avatar, claims.get("c")

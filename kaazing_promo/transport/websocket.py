@@ -39,6 +39,8 @@ SUBPROTOCOL = "amqp"
 CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INTERNAL_ERROR = 1011
+#: The cookie the page keeps its session in (HttpOnly, SameSite=Strict, the endpoint's path).
+SESSION_COOKIE = "kp_session"
 _CHALLENGE = ("WWW-Authenticate", 'Basic realm="kaazing-promo", charset="UTF-8"')
 
 
@@ -382,6 +384,18 @@ class _GatewayHTTPResource(resource.Resource):
             request.setHeader(b"Vary", b"Origin")
         return True
 
+    #: Whether a password login here starts the page's session (the ticket endpoint).
+    keepsSession = False
+
+    def _setSessionCookie(self, request, avatar):
+        listener = self.context.listener
+        value = self.context.authenticator.openSession(avatar, listener)
+        if value is None:
+            return
+        request.addCookie(SESSION_COOKIE.encode("ascii"), value.encode("ascii"), path=listener.path.encode("utf-8"),
+                          max_age=str(int(listener.session_ttl)).encode("ascii"), secure=request.isSecure() or None,
+                          httpOnly=True, sameSite="strict")
+
     def render_OPTIONS(self, request):
         if not self._origin(request):
             return _json(request, 403, {"error": "origin not allowed"})
@@ -397,13 +411,22 @@ class _GatewayHTTPResource(resource.Resource):
         source = describePeer(request.getClientAddress())
         gone = []
         request.notifyFinish().addErrback(gone.append)
-        d = _passwordLogin(self.context, request.getHeader(b"authorization"), source,
-                           lambda: not gone, self.audited)
+        context = self.context
+        authorization = request.getHeader(b"authorization")
+        cookie = request.getCookie(SESSION_COOKIE.encode("ascii"))
+        if authorization is None and cookie is not None and context.requiresLogin:
+            # The page's session: no password, no hash (issue 19).
+            d = context.authenticator.resumeSession(cookie.decode("latin-1"), context.listener, source)
+            d.addCallback(lambda avatar: (avatar, None))
+        else:
+            d = _passwordLogin(context, authorization, source, lambda: not gone, self.audited)
 
         def answer(loggedIn):
             if gone:
                 return
             avatar, credentials = loggedIn
+            if credentials is not None and self.keepsSession:
+                self._setSessionCookie(request, avatar)
             body = then(avatar, source, credentials)
             request.write(_json(request, 200, body))
             request.finish()
@@ -426,8 +449,12 @@ class _GatewayHTTPResource(resource.Resource):
 
 class TicketResource(_GatewayHTTPResource):
     """
-    C{POST <path>/ticket}: Basic credentials in, C{{"ticket", "expires_in"}} out.
+    C{POST <path>/ticket}: Basic credentials (or the page's session cookie)
+    in, C{{"ticket", "expires_in"}} out; a password login also sets the
+    session cookie.
     """
+
+    keepsSession = True
 
     def render_POST(self, request):
         def ticket(avatar, source, credentials):
