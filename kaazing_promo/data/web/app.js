@@ -66,19 +66,20 @@ class PageError extends Error {
 }
 
 /**
- * POST <endpoint>/ticket or GET <endpoint>/whoami with the typed credentials.
- * credentials: "omit" keeps any cookie or cached HTTP credentials out of it;
- * the gateway answers a failed login without a Basic challenge, so the
- * browser never pops its own login dialog over the page.
+ * POST <endpoint>/ticket or GET <endpoint>/whoami with the typed credentials,
+ * or (authorization null) with the session cookie the gateway set at the
+ * last password login: HttpOnly, so this script never sees it; the browser
+ * sends it to this origin only. The gateway answers a failed login without a
+ * Basic challenge, so the browser never pops its own login dialog over the page.
  */
 async function gatewayRequest(method, what, authorization) {
   let response
   try {
     response = await fetch(`${ENDPOINT}/${what}`, {
       method,
-      credentials: "omit",
+      credentials: "same-origin",
       cache: "no-store",
-      headers: { Authorization: authorization },
+      headers: authorization ? { Authorization: authorization } : {},
     })
   } catch {
     throw new PageError("Cannot reach the gateway. Is it running?", "network")
@@ -192,9 +193,12 @@ function endSession(error) {
   }
 }
 
-async function logIn(user, password) {
-  const authorization = basicAuthorization(user, password)
-  setStatus("Checking your password…", { state: "connecting" })
+/**
+ * Log in and open the AMQP connection: with `Authorization: Basic` from the
+ * form, or with the session cookie (authorization null).
+ */
+async function logIn(authorization) {
+  setStatus(authorization ? "Checking your password…" : "Reconnecting…", { state: "connecting" })
   const { ticket } = await gatewayRequest("POST", "ticket", authorization)
   const whoami = await gatewayRequest("GET", "whoami", authorization)
 
@@ -224,6 +228,11 @@ async function logIn(user, password) {
     if (session !== current) return
     if (client.closed) {
       endSession(error)
+      const { code } = describeConnectionError(error)
+      // The gateway went away (a restart sends 320 first): come back with
+      // the session cookie, no password, after a pause of our own so that a
+      // gateway's browsers do not all return in the same instant.
+      if (code === "amqp-320" || code === "connection-lost") resumeAfterRestart()
     } else {
       // A channel error: the connection itself is still up.
       const explained = describeConnectionError(error)
@@ -245,6 +254,31 @@ async function logIn(user, password) {
   setStatus(current.greeting, { kind: "ok", state: "connected" })
 }
 
+/** Log in again with the session cookie, a few times, with growing jittered pauses. */
+async function resumeAfterRestart(attempt = 1) {
+  if (session !== null || attempt > 6) return
+  setStatus("The gateway went away; reconnecting…", { state: "connecting" })
+  await new Promise((resolve) => setTimeout(resolve, (500 + Math.random() * 2500) * Math.min(attempt, 3)))
+  if (session !== null) return
+  try {
+    await logIn(null)
+  } catch (error) {
+    if (session) {
+      const { client } = session
+      session = null
+      client.close().catch(() => {})
+    }
+    const explained = error instanceof PageError ? error : describeConnectionError(error)
+    if (["401", "403", "429"].includes(explained.code)) {
+      // The session is gone (expired, revoked): the person logs in again.
+      setStatus(explained.message, { kind: "error", code: explained.code, state: "idle" })
+      setLoggedIn(false)
+      return
+    }
+    return resumeAfterRestart(attempt + 1)
+  }
+}
+
 ui.loginForm.addEventListener("submit", async (event) => {
   event.preventDefault()
   const user = ui.user.value.trim()
@@ -254,7 +288,7 @@ ui.loginForm.addEventListener("submit", async (event) => {
   ui.user.disabled = true
   ui.password.disabled = true
   try {
-    await logIn(user, password)
+    await logIn(basicAuthorization(user, password))
     ui.password.value = ""
   } catch (error) {
     if (session) {
