@@ -11,8 +11,8 @@ from twisted.internet import defer
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from tests.rawclients import (
-    REAL_USER, amqpLogin, basic, get, httpExchange, httpRequest, post, upgrade, writeUsers)
+from tests.authfixtures import writeUsersFile
+from tests.rawclients import REAL_USER, amqpLogin, basic, get, httpExchange, httpRequest, post, upgrade
 from tests.support import GatewayTestMixin, gatewayConfig
 
 
@@ -21,7 +21,7 @@ class AuditTrailTests(GatewayTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def setUp(self):
         directory = self.mktemp()
-        writeUsers(directory, iterations=1000)
+        writeUsersFile(directory, {REAL_USER[0]: (REAL_USER[1], ["Everyone"])})
         options = {"max_failed_logins": 2}
         listeners = [
             dict(name="web", protocol="websocket", endpoint="tcp:0:interface=127.0.0.1", **options),

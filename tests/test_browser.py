@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 
 import treq
@@ -26,58 +25,18 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
-import kaazing_promo
 from kaazing_promo.auth.passhash import makeHash
 from kaazing_promo.auth.userscnf import UserEntry, renderUsersCnf
 
+from tests.chromium import BROWSER_DIR, FRAMES_SCRIPT, RUN_SCRIPT, WEBROOT, missingPrerequisites, nodeProgram
+from tests.processes import freePort
 from tests.support import (
     GatewayTestMixin, createUsers, deleteUsers, gatewayConfig, rabbitmqctl, uniqueName)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER_DIR = os.path.join(HERE, "browser")
-RUN_SCRIPT = os.path.join(BROWSER_DIR, "run.mjs")
-FRAMES_SCRIPT = os.path.join(BROWSER_DIR, "frames.mjs")
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-#: The page as packaged: whichever kaazing_promo these tests import.
-WEBROOT = os.path.join(os.path.dirname(os.path.abspath(kaazing_promo.__file__)), "data", "web")
 
 PAGE_USER, PAGE_PASSWORD = "demo", "demo-password"
 OUTSIDER, OUTSIDER_PASSWORD = "outsider", "outsider-password"
 #: HTML and non-ASCII, to show the page treats what arrives as text.
 MESSAGE = "<b>Hello</b> from Chromium — über AMQP ✓"
-
-
-def _node():
-    return shutil.which("node")
-
-
-def missingPrerequisites(needBrowser=True):
-    """
-    @return: what is missing to run the browser tests, as one message, or
-        L{None}.
-    """
-    missing = []
-    if _node() is None:
-        missing.append("node is not on PATH (apt-get install nodejs)")
-    if needBrowser:
-        if not os.access(CHROMIUM, os.X_OK):
-            missing.append(f"{CHROMIUM} is missing (apt-get install chromium fonts-liberation)")
-        if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
-            missing.append("tests/browser/node_modules is missing (npm ci --prefix tests/browser)")
-    if not os.path.isfile(os.path.join(WEBROOT, "index.html")):
-        missing.append(f"the packaged page is missing: {WEBROOT}/index.html")
-    if missing:
-        return "browser test prerequisites: " + "; ".join(missing)
-    return None
-
-
-def unusedPort():
-    """
-    A local TCP port nothing listens on (a broker that is down).
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class BrowserRun(protocol.ProcessProtocol):
@@ -195,7 +154,7 @@ class BrowserTests(GatewayTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def runBrowser(self, url, plan, onHold=None):
         run = BrowserRun(onHold)
-        node = _node()
+        node = nodeProgram()
         started = time.monotonic()
         process = reactor.spawnProcess(
             run, node, [node, RUN_SCRIPT, "--url", url, "--out", self.artifacts, "--plan", json.dumps(plan)],
@@ -271,7 +230,7 @@ class BrowserTests(GatewayTestMixin, unittest.TestCase):
         With the broker down, the login succeeds but the gateway closes the
         WebSocket with 1011, and the page says the broker is unreachable.
         """
-        url = yield self.startPageGateway("nobody", "unused", broker=f"tcp:host=127.0.0.1:port={unusedPort()}")
+        url = yield self.startPageGateway("nobody", "unused", broker=f"tcp:host=127.0.0.1:port={freePort()}")
         run = yield self.runBrowser(url, [
             {"name": "broker-down", "user": PAGE_USER, "password": PAGE_PASSWORD,
              "expect": "error", "code": "broker-down"},
@@ -388,7 +347,7 @@ class FrameReassemblyTests(unittest.TestCase):
         if problem:
             self.fail(problem)
         out, err, code = yield getProcessOutputAndValue(
-            _node(), [FRAMES_SCRIPT, WEBROOT], env=dict(os.environ), path=BROWSER_DIR)
+            nodeProgram(), [FRAMES_SCRIPT, WEBROOT], env=dict(os.environ), path=BROWSER_DIR)
         self.assertEqual(code, 0, (out + err).decode("utf-8", "replace"))
         result = json.loads(out)
         self.assertEqual(result["failures"], [])

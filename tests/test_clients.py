@@ -10,8 +10,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import formatEvent, globalLogPublisher
 
 from kaazing_promo.amqp.codec import PROTOCOL_HEADER
-from tests.support import IntegrationTestCase, gatewayConfig, uniqueName
-from tests.test_promotion_broker import PASSWORDS, PromotionTestCase
+from tests.support import PASSWORDS, IntegrationTestCase, PromotionTestCase, gatewayConfig, uniqueName
 
 
 def pikaRoundTrip(port, user, password, name):

@@ -14,7 +14,7 @@ from kaazing_promo.amqp.codec import FRAME_METHOD, PROTOCOL_HEADER, UNEXPECTED_F
 from kaazing_promo.amqp.frames import FrameReader
 from kaazing_promo.ops.audit import isAuditEvent
 from tests.support import IntegrationTestCase, gatewayConfig
-from tests.test_session import CLOSE, CLOSE_OK, content, startOk
+from tests.amqpframes import CLOSE, CLOSE_OK, content, startOk
 
 
 class RawAMQPClient(protocol.Protocol):

@@ -32,11 +32,10 @@ from txamqp.content import Content
 
 from kaazing_promo.auth.userscnf import UserEntry
 from kaazing_promo.tomlwriter import dumpToml
-from tests.authfixtures import testHash, writeUsersCnf
-from tests.rabbitnode import DedicatedNodeMixin, freePorts, waitFor
-from tests.support import ConnectionRefusedWS, closeClient, connectTCP, connectWebSocket
-from tests.test_cluster_config import KEY_TEXT, privateFile
-from tests.test_cluster_state import RedisMixin
+from tests.authfixtures import KEY_TEXT, privateFile, testHash, writeUsersCnf
+from tests.processes import freePorts, waitFor
+from tests.rabbitnode import DedicatedNodeMixin
+from tests.support import ConnectionRefusedWS, RedisMixin, closeClient, connectTCP, connectWebSocket
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SETPRIV = shutil.which("setpriv")

@@ -17,9 +17,9 @@ from kaazing_promo.config import CLUSTER_PREFIX, parseConfig
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.ops.checkconfig import describeSettings
 from kaazing_promo.tap import GatewayService
+from tests.authfixtures import KEY_TEXT, privateFile
 from tests.support import gatewayConfig
 
-KEY_TEXT = "0123456789abcdef0123456789abcdef-shared"
 PATH = "/etc/kp/gateway.toml"
 
 
@@ -29,14 +29,6 @@ def document(**cluster):
         "promotion": {"mode": "consolidated", "user": "guest"},
         "cluster": dict({"redis": "tcp:host=127.0.0.1:port=6379", "key_env": "KP_CLUSTER_KEY"}, **cluster),
     }
-
-
-def privateFile(testCase, text, mode=0o600):
-    path = testCase.mktemp()
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return os.path.abspath(path)
 
 
 class ClusterSectionTests(SynchronousTestCase):

@@ -10,7 +10,6 @@ start and kill themselves.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -29,7 +28,6 @@ from kaazing_promo.auth.limits import FailureWindow
 from kaazing_promo.auth.spent import SpentNonces
 from kaazing_promo.auth.tickets import TicketBook
 from kaazing_promo.token.brokerauth import buildBrokerAuthResource
-from kaazing_promo.cluster.redislink import RedisLink
 from kaazing_promo.cluster.shared import (FallbackFailureStore, RedisFailureStore, RedisGrantStore,
                                           RedisNonceLedger)
 from kaazing_promo.config import Listener, Permission, Promotion
@@ -41,10 +39,11 @@ from kaazing_promo.token.permissions import Grant
 from kaazing_promo.promotion import ConsolidatedPromoter
 from kaazing_promo.secrets import SecretStore
 from kaazing_promo.token.tokens import GRANT_TAG_PREFIX, TokenBook, grantTag
-from tests.rabbitnode import freePorts, waitFor
-from tests.test_loginprotection import ControlledChecker
+from tests.authfixtures import KEY_TEXT, privateFile, standardUsers, writeUsersCnf
+from tests.fakes import ControlledChecker, fakeGateway, makeMetrics, render
+from tests.processes import freePorts, waitFor
+from tests.support import REDIS, RedisMixin, closeClient, connectTCP, gatewayConfig, roundTrip
 
-REDIS = "tcp:host=127.0.0.1:port=6379"
 LIMITED = Listener(name="amqp", protocol="amqp", endpoint="tcp:0", max_failed_logins=3)
 WEB = Listener(name="web", protocol="websocket", endpoint="tcp:0")
 JOE = GatewayUser("joe.smith", {"Tyche"}, (), None, "internal")
@@ -386,70 +385,6 @@ class AsynchronousAnswerTests(SynchronousTestCase):
 # -- against Redis -------------------------------------------------------------
 
 
-class RedisMixin:
-    """
-    Links to the machine's Redis under a key prefix of the test's own,
-    whose keys are deleted afterwards.
-    """
-
-    @defer.inlineCallbacks
-    def link(self, description=REDIS, wait=True):
-        link = RedisLink(reactor, description, timeout=2.0)
-        link.startService()
-        self.addCleanup(link.stopService)
-        if wait:
-            self.assertTrue((yield waitFor(reactor, lambda: link.up, timeout=10)), f"{link!r} never came up")
-        return link
-
-    @property
-    def prefix(self):
-        if not hasattr(self, "_prefix"):
-            self._prefix = f"kp-test-{os.getpid()}-{os.urandom(4).hex()}:"
-            self.addCleanup(self._deleteKeys)
-        return self._prefix
-
-    @defer.inlineCallbacks
-    def keys(self, link):
-        """
-        @return: C{{key: milliseconds to live}} of every key under the prefix.
-        """
-        keys = yield link.call("keys", self.prefix + "*")
-        ttls = {}
-        for key in keys:
-            ttls[key] = yield link.call("execute_command", "PTTL", key)
-        return ttls
-
-    def throwawayRedis(self, port):
-        """
-        Start a C{redis-server} of the test's own on C{port} (killed at the
-        end of the test at the latest).
-
-        @return: its L{subprocess.Popen}.
-        """
-        server = shutil.which("redis-server")
-        if server is None:
-            self.skipTest("redis-server is not installed")
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory, exist_ok=True)
-        process = subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
-        return process
-
-    @defer.inlineCallbacks
-    def _deleteKeys(self):
-        link = RedisLink(reactor, REDIS)
-        link.startService()
-        try:
-            yield waitFor(reactor, lambda: link.up, timeout=10)
-            keys = yield link.call("keys", self._prefix + "*")
-            if keys:
-                yield link.call("delete", keys)
-        finally:
-            yield link.stopService()
-
-
 class RedisStoreTests(RedisMixin, TestCase):
     """
     Issue 20 #2: two links stand for two gateways; what one records the
@@ -594,9 +529,6 @@ class TwoGatewaysTests(RedisMixin, TestCase):
     @defer.inlineCallbacks
     def gateways(self, **top):
         from kaazing_promo.tap import GatewayService
-        from tests.authfixtures import standardUsers, writeUsersCnf
-        from tests.support import gatewayConfig
-        from tests.test_cluster_config import KEY_TEXT, privateFile
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         users = writeUsersCnf(os.path.join(directory, "users.cnf"), *standardUsers())
@@ -739,9 +671,6 @@ class RedisOutageTests(RedisMixin, TestCase):
         """
         from kaazing_promo.ops.admin import Readiness
         from kaazing_promo.tap import GatewayService
-        from tests.authfixtures import standardUsers, writeUsersCnf
-        from tests.support import closeClient, connectTCP, gatewayConfig, roundTrip
-        from tests.test_cluster_config import KEY_TEXT, privateFile
         texts = capturedTexts(self)
         port, = freePorts(1)
         redis = self.throwawayRedis(port)
@@ -813,7 +742,6 @@ class ReadinessTests(SynchronousTestCase):
         from types import SimpleNamespace
 
         from kaazing_promo.ops.admin import Readiness, buildAdminResource
-        from tests.test_ops import fakeGateway, makeMetrics, render
         top = {"promotion": {"mode": mode}, "broker_auth": {"endpoint": "tcp:0"}} if mode == "token" else {}
         checker = SimpleNamespace(userCount=2, path="/etc/kp/config/users.cnf")
         directlyProvides(checker, IReloadableUsers)

@@ -6,27 +6,18 @@ L{treq.testing.StubTreq} and keep time with L{Clock}; the integration tests
 start a real HTTPS server on 127.0.0.1 with certificates made for the test.
 """
 
-import datetime
 import ipaddress
 import json
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from treq.testing import StubTreq
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface.verify import verifyObject
 
 from kaazing_promo.auth.delegated import (
@@ -38,69 +29,8 @@ from kaazing_promo.auth.delegated import (
 )
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.interfaces import IGatewayUser
-
-BASE_URL = "https://apigw.example.com:5543"
-PASSWORD = "s3cret-Pa55word"
-
-AUTHENTICATED = {
-    "status": "Authenticated",
-    "accessProfiles": ["Administrators", "Tyche"],
-    "groups": ["Administrators", "Tyche"],
-    "user": "user1",
-    "expires": "3600",
-}
-
-
-def answer(document, code=200):
-    """
-    An answer for L{FakeGateway}: a status code and a JSON (or raw) body.
-    """
-    if not isinstance(document, bytes):
-        document = json.dumps(document).encode("utf-8")
-    return (code, document)
-
-
-class FakeGateway(Resource):
-    """
-    An in-memory API Gateway: records every request and answers each with
-    C{self.answer}, or, with C{hold=True}, keeps requests open in
-    C{self.held} for the test to finish.
-    """
-
-    isLeaf = True
-
-    def __init__(self, answer=answer(AUTHENTICATED), hold=False):
-        Resource.__init__(self)
-        self.answer = answer
-        self.hold = hold
-        self.requests = []
-        self.held = []
-
-    def render(self, request):
-        self.requests.append({
-            "method": request.method,
-            "path": request.path,
-            "headers": request.requestHeaders,
-            "body": request.content.read(),
-        })
-        if self.hold:
-            self.held.append(request)
-            return NOT_DONE_YET
-        code, body = self.answer
-        request.setResponseCode(code)
-        request.setHeader(b"Content-Type", b"application/json")
-        return body
-
-    def release(self, index=0, response=None):
-        """
-        Finish the held request at C{index} with C{response} (default
-        C{self.answer}).
-        """
-        code, body = response or self.answer
-        request = self.held.pop(index)
-        request.setResponseCode(code)
-        request.write(body)
-        request.finish()
+from tests.fakes import AUTHENTICATED, BASE_URL, PASSWORD, DelegatedTestMixin, FakeGateway, answer, creds
+from tests.pki import TestPKI, TrackingSite
 
 
 class HangingClient:
@@ -123,45 +53,6 @@ class RefusingClient:
 
     def post(self, url, **kwargs):
         return defer.fail(ConnectionRefusedError("127.0.0.1:5543"))
-
-
-def creds(user="user1", password=PASSWORD):
-    return UsernamePassword(user, password)
-
-
-class DelegatedTestMixin:
-    """
-    Builds checkers over a L{FakeGateway} with a fake clock.
-    """
-
-    def checker(self, gateway=None, client=None, **kwargs):
-        self.clock = Clock()
-        self.clock.advance(1000000)
-        if client is None:
-            self.gateway = gateway if gateway is not None else FakeGateway()
-            self.stub = StubTreq(self.gateway)
-            client = self.stub
-        kwargs.setdefault("url", BASE_URL)
-        return DelegatedChecker(httpClient=client, clock=self.clock, **kwargs)
-
-    def login(self, checker, credentials=None):
-        """
-        Run a login that completes without waiting.
-
-        @return: the L{GatewayUser}.
-        """
-        return self.successResultOf(
-            checker.requestAvatarId(credentials or creds()))
-
-    def denied(self, checker, credentials=None):
-        """
-        Run a login that is denied without waiting.
-
-        @return: the L{Failure}.
-        """
-        failure = self.failureResultOf(
-            checker.requestAvatarId(credentials or creds()), UnauthorizedLogin)
-        return failure
 
 
 class RequestTests(DelegatedTestMixin, SynchronousTestCase):
@@ -683,100 +574,6 @@ class ConfigurationTests(DelegatedTestMixin, SynchronousTestCase):
         self.assertIn("no PEM certificate", str(error))
 
 
-def _name(commonName):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, commonName)])
-
-
-def _pem(key):
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
-
-
-class TestPKI:
-    """
-    A throw-away certificate authority, made in the test's temporary
-    directory (no key material is committed).
-    """
-
-    def __init__(self, directory):
-        self.directory = directory
-        directory.makedirs()
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.name = _name("kaazing-promo test CA")
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(self.name).issuer_name(self.name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(
-                self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256()))
-        self.caFile = directory.child("ca.pem")
-        self.caFile.setContent(
-            self.certificate.public_bytes(serialization.Encoding.PEM))
-
-    def issue(self, name, subjectAltNames):
-        """
-        Issue a server certificate.
-
-        @return: C{(key file, certificate file)} L{FilePath}s.
-        """
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name)).issuer_name(self.name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(subjectAltNames), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256()))
-        keyFile = self.directory.child(name + ".key")
-        keyFile.setContent(_pem(key))
-        certFile = self.directory.child(name + ".pem")
-        certFile.setContent(certificate.public_bytes(serialization.Encoding.PEM))
-        return keyFile, certFile
-
-
-class _TrackingSite(Site):
-    """
-    A Site that can wait for its connections to close, so a test leaves a
-    clean reactor.
-    """
-
-    def __init__(self, resource):
-        Site.__init__(self, resource)
-        self.closed = []
-
-    def buildProtocol(self, addr):
-        protocol = Site.buildProtocol(self, addr)
-        closed = defer.Deferred()
-        self.closed.append(closed)
-        connectionLost = protocol.connectionLost
-
-        def lost(reason):
-            connectionLost(reason)
-            closed.callback(None)
-
-        protocol.connectionLost = lost
-        return protocol
-
 
 class HTTPSIntegrationTests(TestCase):
     """
@@ -794,7 +591,7 @@ class HTTPSIntegrationTests(TestCase):
 
         @return: the base URL.
         """
-        site = _TrackingSite(self.gateway)
+        site = TrackingSite(self.gateway)
         description = "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}".format(
             endpoints.quoteStringArgument(keyFile.path),
             endpoints.quoteStringArgument(certFile.path))

@@ -19,8 +19,8 @@ from kaazing_promo.amqp.codec import (
 from kaazing_promo.amqp.frames import ChannelZeroScanner, FrameReader
 from kaazing_promo.amqp.session import State
 from kaazing_promo.errors import LoginDenied
-from tests.test_session import (
-    OPEN, OPEN_OK, TUNE, TUNE_OK, FakeAuthenticator, SessionTestsMixin, methods, start, startOk)
+from tests.amqpframes import OPEN, OPEN_OK, TUNE, TUNE_OK, methods, start, startOk
+from tests.fakes import FakeAuthenticator, SessionTestsMixin
 
 FUZZ = settings(max_examples=150, derandomize=True, deadline=None)
 PROTOCOL_CODES = {403, 501, 502, 503, 504, 505, 530, 540}

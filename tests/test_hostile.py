@@ -16,12 +16,12 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from kaazing_promo.ops.audit import isAuditEvent
+from tests.logcapture import FORGED_USER, FORGED_VHOST, assertOneSafeLine, captureEvents
 from tests.rabbitnode import DedicatedNodeMixin
+from tests.rawclients import RawClient, rawRequest, upgrade
 from tests.support import (
-    GatewayTestMixin, basicHeader, closeClient, connectTCP, connectWebSocket, gatewayConfig, rabbitmqctl, roundTrip,
-    uniqueName)
-from tests.test_logtext import FORGED_USER, FORGED_VHOST, assertOneSafeLine, captureEvents
-from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, RawHTTP, rawRequest, upgradeRequest
+    PASSWORDS, GatewayTestMixin, PromotionTestCase, basicHeader, closeClient, connectTCP, connectWebSocket,
+    gatewayConfig, rabbitmqctl, roundTrip, uniqueName)
 
 ALLOWED = (b" 400 ", b" 401 ", b" 403 ", b" 426 ", b" 431 ")
 
@@ -30,14 +30,14 @@ def statusLine(response):
     return response.partition(b"\r\n")[0]
 
 
-class _ResponseHead(RawHTTP):
+class _ResponseHead(RawClient):
     """
     Sends one raw request and hangs up once the response's head is in (an
     upgraded connection would wait for AMQP).
     """
 
     def dataReceived(self, data):
-        RawHTTP.dataReceived(self, data)
+        RawClient.dataReceived(self, data)
         if b"\r\n\r\n" in self.data:
             self.transport.loseConnection()
 
@@ -72,13 +72,13 @@ class HostileUpgradeTests(PromotionTestCase):
             b"basic " + base64.b64encode(b"joe.smith:nope"), b"Basic " + b"A" * 5000,
         ]
         for value in values:
-            line = yield self.assertRefused(upgradeRequest(b"Authorization: " + value + b"\r\n"))
+            line = yield self.assertRefused(upgrade(b"Authorization: " + value + b"\r\n"))
             self.assertIn(b" 401 ", line, value)
         # Control characters in a header value are a bad request before any auth.
-        line = yield self.assertRefused(upgradeRequest(b"Authorization: \x00\x01\x02\r\n"))
+        line = yield self.assertRefused(upgrade(b"Authorization: \x00\x01\x02\r\n"))
         self.assertIn(b" 400 ", line)
         good = basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"].encode()
-        yield self.assertRefused(upgradeRequest(
+        yield self.assertRefused(upgrade(
             b"Authorization: " + good + b"\r\nAuthorization: " + good + b"\r\n"))
 
     @defer.inlineCallbacks
@@ -89,7 +89,7 @@ class HostileUpgradeTests(PromotionTestCase):
         requests = [
             b"GET /amqp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             b"GET /amqp HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-            upgradeRequest(b"X-Big: " + b"a" * 70000 + b"\r\n"),
+            upgrade(b"X-Big: " + b"a" * 70000 + b"\r\n"),
             b"GET /amqp HTTP/1.1\r\n" + b"X: y\r\n" * 2000 + b"\r\n",
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 100 + b"\r\n\r\n",
             b"POST /amqp/ticket HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
@@ -110,7 +110,7 @@ class HostileUpgradeTests(PromotionTestCase):
         for _ in range(40):
             credentials = rng.randbytes(rng.randrange(1, 200))
             value = b"Basic " + base64.b64encode(credentials)
-            response = yield rawRequest(self.ports["web"], upgradeRequest(b"Authorization: " + value + b"\r\n"))
+            response = yield rawRequest(self.ports["web"], upgrade(b"Authorization: " + value + b"\r\n"))
             line = statusLine(response)
             self.assertTrue(b" 401 " in line or b" 429 " in line, line)
 
@@ -158,14 +158,13 @@ class ForgedLogLineTests(PromotionTestCase):
     @defer.inlineCallbacks
     def test_clientTextEscapedInTheLog(self):
         events = captureEvents(self)
-        upgrade = upgradeRequest(b"Authorization: " + basicHeader(FORGED_USER, "nope")["Authorization"].encode()
-                                 + b"\r\n")
-        response = yield rawRequest(self.ports["web"], upgrade)
+        request = upgrade(b"Authorization: " + basicHeader(FORGED_USER, "nope")["Authorization"].encode() + b"\r\n")
+        response = yield rawRequest(self.ports["web"], request)
         self.assertIn(b" 401 ", statusLine(response))
         yield self.assertFailure(connectTCP(self.ports["amqp"], FORGED_USER, "nope"), Exception)
         # Autobahn quotes a bad key in the reason it logs (and sends); C1
         # controls (CSI, NEL) pass its header check.
-        response = yield rawRequest(self.ports["web"], upgradeRequest(b"Sec-WebSocket-Key: \x9b31m\x85forged\r\n"))
+        response = yield rawRequest(self.ports["web"], upgrade(b"Sec-WebSocket-Key: \x9b31m\x85forged\r\n"))
         self.assertIn(b" 400 ", statusLine(response))
         self.assertIn(b"\\x9b31m\\x85forged", statusLine(response))
         # The right password and a vhost that is a log line of its own: the
@@ -209,7 +208,7 @@ class HostAllowListTests(PromotionTestCase):
         authorization = b"Authorization: " + basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"].encode()
         port = str(self.ports["web"]).encode()
         requests = {
-            "upgrade": upgradeRequest(authorization + b"\r\n"),
+            "upgrade": upgrade(authorization + b"\r\n"),
             "ticket": b"POST /amqp/ticket HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                       + authorization + b"\r\nContent-Length: 0\r\n\r\n",
             "whoami": b"GET /amqp/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
@@ -248,10 +247,10 @@ class RateLimitTests(PromotionTestCase):
         """
         wrong = basicHeader("joe.smith", "nope")["Authorization"].encode()
         for _ in range(3):
-            line = yield self.assertRefused(upgradeRequest(b"Authorization: " + wrong + b"\r\n"))
+            line = yield self.assertRefused(upgrade(b"Authorization: " + wrong + b"\r\n"))
             self.assertIn(b" 401 ", line)
         right = basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"].encode()
-        response = yield rawRequest(self.ports["web"], upgradeRequest(b"Authorization: " + right + b"\r\n"))
+        response = yield rawRequest(self.ports["web"], upgrade(b"Authorization: " + right + b"\r\n"))
         self.assertIn(b" 429 ", statusLine(response))
         self.assertIn(b"Retry-After: ", response)
         error = yield self.assertFailure(connectTCP(self.ports["amqp"], "joe.smith", PASSWORDS["joe.smith"]),
@@ -266,10 +265,10 @@ class RateLimitTests(PromotionTestCase):
         allowed_origins gets 403 before any authentication.
         """
         right = basicHeader("joe.smith", PASSWORDS["joe.smith"])["Authorization"].encode()
-        response = yield rawRequest(self.ports["web"], upgradeRequest(
+        response = yield rawRequest(self.ports["web"], upgrade(
             b"Authorization: " + right + b"\r\nOrigin: https://evil.example.net\r\n"))
         self.assertIn(b" 403 ", statusLine(response))
-        response = yield rawRequest(self.ports["web"], upgradeRequest(
+        response = yield rawRequest(self.ports["web"], upgrade(
             b"Authorization: " + right + b"\r\nOrigin: https://app.example.com\r\n"))
         self.assertIn(b" 101 ", statusLine(response))
 

@@ -10,20 +10,14 @@ from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.auth.lifetime import SessionLifetime
 from kaazing_promo.config import Listener
 from kaazing_promo.transport.context import ListenerContext
+from tests.fakes import FakeSession
 
 
-class FakeSession:
-    isOpen = True
-    source = "127.0.0.1:1"
-
-    def __init__(self, expires, credentials=("joe", "pw")):
-        self.avatar = GatewayUser("joe", expires=expires, realm="delegated")
-        self.credentials = credentials
-        self.forced = None
-
-    def forceClose(self, reason):
-        self.forced = reason
-        self.isOpen = False
+def delegatedSession(expires):
+    """
+    A session of joe's from the delegated realm, expiring at C{expires}.
+    """
+    return FakeSession("joe", realm="delegated", expires=expires, credentials=("joe", "pw"))
 
 
 class FakeChecker:
@@ -47,12 +41,12 @@ class SessionLifetimeTests(SynchronousTestCase):
         X3 with on_expiry = "close": 320 when the authentication expires, not before.
         """
         lifetime = SessionLifetime("close", self.checker, self.clock)
-        session = FakeSession(expires=60.0)
+        session = delegatedSession(60.0)
         lifetime.watch(session)
         self.clock.advance(59)
-        self.assertIsNone(session.forced)
+        self.assertEqual(session.forced, [])
         self.clock.advance(1)
-        self.assertEqual(session.forced, "authentication expired")
+        self.assertEqual(session.forced, ["authentication expired"])
         self.assertEqual(self.checker.asked, [])
 
     def test_X3_revalidateStillValid(self):
@@ -62,35 +56,35 @@ class SessionLifetimeTests(SynchronousTestCase):
         """
         lifetime = SessionLifetime("revalidate", self.checker, self.clock)
         self.assertTrue(lifetime.keepsCredentials)
-        session = FakeSession(expires=10.0)
+        session = delegatedSession(10.0)
         self.checker.answers.append(defer.succeed(GatewayUser("joe", expires=40.0, realm="delegated")))
         lifetime.watch(session)
         self.clock.advance(10)
         self.assertEqual(self.checker.asked, [("joe", "pw")])
-        self.assertIsNone(session.forced)
+        self.assertEqual(session.forced, [])
         self.checker.answers.append(defer.fail(UnauthorizedLogin("no longer")))
         self.clock.advance(30)
-        self.assertEqual(session.forced, "authentication no longer valid")
+        self.assertEqual(session.forced, ["authentication no longer valid"])
 
     def test_X3_ignore(self):
         lifetime = SessionLifetime("ignore", self.checker, self.clock)
-        session = FakeSession(expires=1.0)
+        session = delegatedSession(1.0)
         lifetime.watch(session)
         self.clock.advance(100)
-        self.assertIsNone(session.forced)
+        self.assertEqual(session.forced, [])
 
     def test_noExpiryNoTimer(self):
         lifetime = SessionLifetime("close", self.checker, self.clock)
-        lifetime.watch(FakeSession(expires=None))
+        lifetime.watch(delegatedSession(None))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_unwatch(self):
         lifetime = SessionLifetime("close", self.checker, self.clock)
-        session = FakeSession(expires=5.0)
+        session = delegatedSession(5.0)
         lifetime.watch(session)
         lifetime.unwatch(session)
         self.clock.advance(10)
-        self.assertIsNone(session.forced)
+        self.assertEqual(session.forced, [])
 
 
 class ListenerLimitTests(SynchronousTestCase):

@@ -10,8 +10,10 @@ import uuid
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from kaazing_promo.auth.passhash import DEFAULT_ITERATIONS
+from tests.authfixtures import TEST_ITERATIONS, writeUsersFile
 from tests.rawclients import (
-    REAL_USER, RawClient, amqpLogin, basic, connectFrom, httpRequest, post, sleep, upgrade, writeUsers)
+    REAL_USER, RawClient, amqpLogin, basic, connectFrom, httpRequest, post, sleep, upgrade)
 from tests.support import GatewayTestMixin, gatewayConfig
 
 
@@ -21,13 +23,13 @@ class LoginAttackTestCase(GatewayTestMixin, unittest.TestCase):
     consolidated to the local broker's guest account.
     """
 
-    iterations = 1000
+    iterations = TEST_ITERATIONS
     listenerOptions = {}
 
     @defer.inlineCallbacks
     def setUp(self):
         directory = self.mktemp()
-        writeUsers(directory, self.iterations)
+        writeUsersFile(directory, {REAL_USER[0]: (REAL_USER[1], ["Everyone"])}, self.iterations)
         listeners = [
             dict(name="web", protocol="websocket", endpoint="tcp:0:interface=127.0.0.1", **self.listenerOptions),
             dict(name="amqp", protocol="amqp", endpoint="tcp:0:interface=127.0.0.1", **self.listenerOptions)]
@@ -92,7 +94,7 @@ class FloodTests(LoginAttackTestCase):
     floods of logins that hang up 50 ms after their Start-Ok.
     """
 
-    iterations = None
+    iterations = DEFAULT_ITERATIONS
 
     @defer.inlineCallbacks
     def flood(self, sources, attempts, concurrency=30):

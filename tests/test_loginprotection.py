@@ -7,14 +7,11 @@ their listener and checked again when redeemed, and one audit event per
 login decision.
 """
 
-from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet import defer, task
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from kaazing_promo.auth.authenticator import Authenticator
@@ -28,6 +25,7 @@ from kaazing_promo.interfaces import IAuthenticator, IUserStatus, LoginAttempt
 from kaazing_promo.ops.audit import isAuditEvent
 from kaazing_promo.promotion import ConsolidatedPromoter, MappingPromoter
 from kaazing_promo.secrets import SecretStore
+from tests.fakes import ControlledChecker
 
 
 class FailureWindowTests(SynchronousTestCase):
@@ -197,48 +195,6 @@ class FairSchedulerTests(SynchronousTestCase):
         d = self.scheduler.submit("10.0.0.1", lambda: True, lambda: defer.fail(UnauthorizedLogin("no")))
         self.failureResultOf(d, UnauthorizedLogin)
         self.assertEqual(self.scheduler.running, 0)
-
-
-@implementer(ICredentialsChecker, IUserStatus)
-class ControlledChecker:
-    """
-    An in-memory checker: C{passwords} says who may log in; each check
-    waits until the test releases it when C{hold} is set.
-    """
-
-    credentialInterfaces = (IUsernamePassword,)
-
-    def __init__(self, passwords, groups=None):
-        self.passwords = passwords
-        self.groups = groups or {}
-        self.checked = []
-        self.hold = False
-        self.held = []
-
-    def requestAvatarId(self, credentials):
-        self.checked.append(credentials.username)
-        d = defer.Deferred()
-        if self.hold:
-            self.held.append((credentials, d))
-        else:
-            self._answer(credentials, d)
-        return d
-
-    def _answer(self, credentials, d):
-        if self.passwords.get(credentials.username) == credentials.password:
-            d.callback(GatewayUser(credentials.username, self.groups.get(credentials.username, ())))
-        else:
-            d.errback(UnauthorizedLogin("invalid user name or password"))
-
-    def release(self, count=None):
-        held, self.held = self.held[:count], self.held[count:] if count is not None else []
-        for credentials, d in held:
-            self._answer(credentials, d)
-
-    def current(self, avatar):
-        if avatar.user not in self.passwords:
-            return None
-        return GatewayUser(avatar.user, self.groups.get(avatar.user, ()))
 
 
 WEB = Listener(name="web", protocol="websocket", endpoint="tcp:0", max_failed_logins=3)

@@ -17,10 +17,10 @@ from kaazing_promo.auth.userscnf import UserEntry
 from kaazing_promo.ops.memory import INTERVAL, MALLOC_TRIM, MINIMUM_PEAK, MemoryReclaimer, residentBytes
 
 from tests.authfixtures import testHash, writeUsersCnf
+from tests.rawclients import rawRequest, upgrade
 from tests.support import (
     ConnectionRefusedWS, IntegrationTestCase, basicHeader, closeClient, connectTCP, connectWebSocket, gatewayConfig,
     roundTrip)
-from tests.test_promotion_broker import rawRequest, upgradeRequest
 
 
 def _gatewayGarbage():
@@ -142,8 +142,8 @@ class ClosedConnectionsAreFreedTests(IntegrationTestCase):
                 (amqp, header + b"\x01\x00\x00\xff\xff\xff\xff" + b"x" * 64, closeMethod + (501).to_bytes(2, "big")),
                 (amqp, header + b"\x08\x00\x05\x00\x00\x00\x00\xce", closeMethod + (505).to_bytes(2, "big")),
                 (web, b"BREW /pot HTCPCP/1.0\r\n\r\n", b" 400 "),
-                (web, upgradeRequest(b"Authorization: Basic !!!\r\n"), b" 401 "),
-                (web, upgradeRequest(b"Authorization: Basic " + b"A" * 70000 + b"\r\n"), b" 431 "),
+                (web, upgrade(b"Authorization: Basic !!!\r\n"), b" 401 "),
+                (web, upgrade(b"Authorization: Basic " + b"A" * 70000 + b"\r\n"), b" 431 "),
                 (web, b"GET /amqp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b" 426 ")]:
             response = yield rawRequest(port, request)
             self.assertIn(expected, response, request[:40])

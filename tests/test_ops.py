@@ -12,9 +12,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, endpoints
-from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel, eventsFromJSONLogFile, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import getChildForRequest
@@ -26,7 +24,7 @@ from kaazing_promo import tap
 from kaazing_promo.amqp.session import State
 from kaazing_promo.auth.avatar import ANONYMOUS, GatewayUser
 from kaazing_promo.auth.userscnf import UserEntry
-from kaazing_promo.config import Listener, loadConfig, parseConfig
+from kaazing_promo.config import loadConfig, parseConfig
 from kaazing_promo.interfaces import IReloadableUsers
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.ops import admin, audit, reload as reloading
@@ -38,69 +36,11 @@ from kaazing_promo.ops.metrics import GatewayMetrics, IRealmMetrics, MetricsReso
 from kaazing_promo.ops.reload import ReloadService, restartNeeded
 from kaazing_promo.tap import GatewayService
 from tests.authfixtures import SynchronousThreadPool, ThreadlessReactor, standardUsers, writeUsersCnf
-from tests.test_delegated import AUTHENTICATED, DelegatedTestMixin, FakeGateway, answer, creds
+from tests.fakes import (
+    AUTHENTICATED, DelegatedTestMixin, FakeContext, FakeGateway, FakeSession, answer, creds, fakeGateway,
+    makeMetrics, render, samples, value)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def samples(text):
-    """
-    @return: C{{(sample name, frozenset(labels)): value}} of an exposition.
-    """
-    found = {}
-    for family in text_string_to_metric_families(text.decode("utf-8") if isinstance(text, bytes) else text):
-        for sample in family.samples:
-            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return found
-
-
-def value(metrics, name, **labels):
-    """
-    @return: the value of one sample of C{metrics}' exposition (KeyError
-        when there is no such sample).
-    """
-    return samples(metrics.render())[(name, frozenset(labels.items()))]
-
-
-class FakeSide:
-    """
-    One side of a session: a transport that may have paused its producer.
-    """
-
-    def __init__(self, paused=False):
-        self.transport = SimpleNamespace(producerPaused=paused)
-
-
-class FakeSession:
-    """
-    What the operations code reads of a L{GatewaySession}.
-    """
-
-    def __init__(self, user=None, realm="internal", bytesIn=0, bytesOut=0, paused=False,
-                 state=State.PASSTHROUGH, source="10.0.0.1:40000", groups=()):
-        self.avatar = GatewayUser(user, groups, realm=realm) if user else None
-        self.listener = Listener(name="amqp", protocol="amqp", endpoint="tcp:0")
-        self.source = source
-        self.bytesIn, self.bytesOut = bytesIn, bytesOut
-        self.client = FakeSide(paused)
-        self.broker = FakeSide()
-        self.state = state
-        self.forced = []
-
-    def forceClose(self, reason):
-        self.forced.append(reason)
-        self.state = State.CLOSING
-
-
-class FakeContext:
-    def __init__(self, requiresLogin=False, sessions=()):
-        self.requiresLogin = requiresLogin
-        self.sessions = set(sessions)
-
-
-def makeMetrics(realm="internal"):
-    contexts = {"web": FakeContext(requiresLogin=True), "amqp": FakeContext(requiresLogin=True)}
-    return GatewayMetrics(contexts, realm)
 
 
 def connectionEvent(**fields):
@@ -359,44 +299,6 @@ class RealmHookTests(DelegatedTestMixin, SynchronousTestCase):
         self.assertEqual(value(metrics, "kaazing_promo_users_cnf_reloads_total", result="ok"), 1)
         self.assertEqual(value(metrics, "kaazing_promo_users_cnf_reloads_total", result="error"), 1)
 
-
-class FakeConnector:
-    descriptions = ["tcp:host=127.0.0.1:port=5672"]
-
-    def __init__(self, answers=True):
-        self.answers = answers
-        self.probes = 0
-
-    def probe(self, cache):
-        self.probes += 1
-        return defer.succeed(self.answers)
-
-
-def fakeGateway(userAuth="off", checker=None, answers=True, **top):
-    document = {
-        "user_auth": userAuth,
-        "listeners": [{"name": "amqp", "protocol": "amqp", "endpoint": "tcp:0",
-                       "auth": "none" if userAuth == "off" else "required"}],
-        "promotion": {"mode": "consolidated", "user": "guest"},
-    }
-    document.update(top)
-    config = parseConfig(document, "/etc/kp/gateway.toml")
-    return SimpleNamespace(config=config, reactor=Clock(), contexts={}, cluster=None,
-                           checker=checker, authenticator=SimpleNamespace(scheduler=None), isWorker=False,
-                           brokerConnector=FakeConnector(answers), startCache=object())
-
-
-def render(root, path):
-    """
-    @return: C{(code, JSON document or body)} of a GET of C{path} under C{root}.
-    """
-    request = DummyRequest(path.lstrip(b"/").split(b"/"))
-    request.method = b"GET"
-    body = getChildForRequest(root, request).render(request)
-    code = request.responseCode or 200
-    if request.responseHeaders.getRawHeaders(b"content-type") == [b"application/json"]:
-        return code, json.loads(body)
-    return code, body
 
 
 class HealthTests(SynchronousTestCase):

@@ -24,11 +24,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from kaazing_promo.config import loadConfig, parseConfig
 from kaazing_promo.ops.admin import Readiness
 from kaazing_promo.tap import GatewayService
+from tests.authfixtures import writeUsersFile
+from tests.fakes import FakeGateway, samples
+from tests.pki import TestPKI, TrackingSite
+from tests.processes import TWISTD, instance, unitEnvironment, waitFor, waitForStart
 from tests.support import IntegrationTestCase, closeClient, connectTCP, roundTrip
-from tests.test_delegated import FakeGateway, TestPKI, _TrackingSite
-from tests.test_ops import samples
-from tests.test_promotion_broker import writeUsersCnf
-from tests.test_systemd import TWISTD, instance, unitEnvironment, waitForStart
 
 PASSWORDS = {"joe.smith": "joe-password", "alice": "alice-password"}
 
@@ -80,7 +80,7 @@ class AdminTestCase(IntegrationTestCase):
     @defer.inlineCallbacks
     def setUp(self):
         self.directory = os.path.abspath(self.mktemp())
-        self.usersCnf = writeUsersCnf(self.directory, self.users())
+        self.usersCnf = writeUsersFile(self.directory, self.users())
         self.path = os.path.join(self.directory, "gateway.toml")
         with open(self.path, "w") as stream:
             stream.write(CONFIG.format(broker=self.broker))
@@ -128,20 +128,19 @@ class AdminTestCase(IntegrationTestCase):
         return samples(body)
 
     @defer.inlineCallbacks
-    def waitFor(self, predicate, what, timeout=10.0):
+    def scrapeUntil(self, predicate, what, timeout=10.0):
         """
         Scrape until C{predicate(samples)} holds.
 
         @return: the samples that satisfied it.
         """
-        deadline = reactor.seconds() + timeout
-        while True:
-            found = yield self.scrape()
-            if predicate(found):
-                return found
-            if reactor.seconds() > deadline:
-                self.fail(f"metrics never showed {what}")
-            yield task.deferLater(reactor, 0.1, lambda: None)
+        scraped = []
+
+        def check():
+            return self.scrape().addCallback(lambda found: scraped.append(found) or predicate(found))
+        if not (yield waitFor(reactor, check, timeout)):
+            self.fail(f"metrics never showed {what}")
+        return scraped[-1]
 
 
 def metric(found, name, **labels):
@@ -164,7 +163,7 @@ class MetricsScenarioTests(AdminTestCase):
         yield closeClient(client)
         yield self.assertFailure(connectTCP(self.ports["amqp"], "alice", "wrong"), Exception)
 
-        found = yield self.waitFor(
+        found = yield self.scrapeUntil(
             lambda found: (metric(found, "kaazing_promo_connections_total", listener="amqp", outcome="closed") == 1
                            and metric(found, "kaazing_promo_connections_total", listener="amqp",
                                       outcome="bad-credentials") == 1),
@@ -227,7 +226,7 @@ class BrokerDownTests(AdminTestCase):
         self.assertFalse(document["checks"]["broker"]["ok"])
         self.assertIn("no Connection.Start", document["checks"]["broker"]["detail"])
         yield self.assertFailure(connectTCP(self.ports["amqp"], "alice", PASSWORDS["alice"]), Exception)
-        found = yield self.waitFor(
+        found = yield self.scrapeUntil(
             lambda found: metric(found, "kaazing_promo_broker_connect_failures_total") == 1,
             "a broker connect failure")
         self.assertEqual(metric(found, "kaazing_promo_connections_total", listener="amqp",
@@ -245,7 +244,7 @@ class SighupTests(AdminTestCase):
         """
         joe = yield connectTCP(self.ports["amqp"], "joe.smith", PASSWORDS["joe.smith"])
         alice = yield connectTCP(self.ports["amqp"], "alice", PASSWORDS["alice"])
-        writeUsersCnf(self.directory, {"alice": (PASSWORDS["alice"], ["Everyone"])})
+        writeUsersFile(self.directory, {"alice": (PASSWORDS["alice"], ["Everyone"])})
         os.kill(os.getpid(), signal.SIGHUP)
         close = yield joe.delegate.serverClosed
         self.assertEqual(close.reply_code, 320)
@@ -253,7 +252,7 @@ class SighupTests(AdminTestCase):
         received = yield roundTrip(alice, [b"still here"])
         self.assertEqual(received, [b"still here"])
         yield closeClient(alice)
-        found = yield self.waitFor(
+        found = yield self.scrapeUntil(
             lambda found: metric(found, "kaazing_promo_users_cnf_reloads_total", result="ok") >= 1,
             "a users.cnf reload")
         self.assertEqual(metric(found, "kaazing_promo_users_cnf_reloads_total", result="error"), 0)
@@ -273,7 +272,7 @@ class DelegatedReadinessTests(TestCase):
     def listen(self):
         from twisted.internet import endpoints
         keyFile, certFile = self.pki.issue("localhost", [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-        site = _TrackingSite(self.apigw)
+        site = TrackingSite(self.apigw)
         description = "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}".format(
             endpoints.quoteStringArgument(keyFile.path), endpoints.quoteStringArgument(certFile.path))
         port = yield endpoints.serverFromString(reactor, description).listen(site)

@@ -7,115 +7,18 @@ Each test class creates its own broker users and vhosts with unique names
 """
 
 import json
-import os
 
 import pika
 import treq
-from twisted.internet import defer, protocol, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet import defer, reactor
 from twisted.internet.threads import deferToThread
 from zope.interface.verify import verifyObject
 
-from kaazing_promo.auth.passhash import makeHash
-from kaazing_promo.auth.userscnf import UserEntry, renderUsersCnf
 from kaazing_promo.interfaces import IIdentityPromoter
+from tests.rawclients import rawRequest, upgrade
 from tests.support import (
-    ConnectionRefusedWS, IntegrationTestCase, basicHeader, brokerConnectionUsers, closeClient, connectTCP,
-    connectWebSocket, createUsers, deleteUsers, gatewayConfig, rabbitmqctl, roundTrip, uniqueName)
-
-PASSWORDS = {"joe.smith": "joe-password", "alice": "alice-password"}
-
-
-def writeUsersCnf(directory, users):
-    """
-    A users.cnf in the real shape: C{users} maps name → (password, groups).
-    """
-    os.makedirs(os.path.join(directory, "config"), exist_ok=True)
-    path = os.path.join(directory, "config", "users.cnf")
-    entries = [UserEntry(name, makeHash(password, iterations=1000), frozenset(groups), True)
-               for name, (password, groups) in users.items()]
-    with open(path, "wb") as f:
-        f.write(renderUsersCnf(entries, {}))
-    return path
-
-
-class RawHTTP(protocol.Protocol):
-    """
-    Sends one raw request and collects the whole response.
-    """
-
-    def __init__(self, request):
-        self.request = request
-        self.data = b""
-        self.done = defer.Deferred()
-
-    def connectionMade(self):
-        self.transport.write(self.request)
-
-    def dataReceived(self, data):
-        self.data += data
-
-    def connectionLost(self, reason):
-        self.done.callback(self.data)
-
-
-@defer.inlineCallbacks
-def rawRequest(port, request):
-    proto = RawHTTP(request)
-    yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
-    response = yield proto.done
-    return response
-
-
-def upgradeRequest(headers=b""):
-    return (b"GET /amqp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            + headers + b"\r\n")
-
-
-class PromotionTestCase(IntegrationTestCase):
-    """
-    A gateway with the internal realm over a users.cnf made for the test,
-    both listeners requiring authentication.
-    """
-
-    listenerOptions = {}
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.smithj = uniqueName("smithj")
-        self.webuser = uniqueName("webuser")
-        self.vhostA, self.vhostB = uniqueName("vhost-a"), uniqueName("vhost-b")
-        yield createUsers({self.smithj: "smithj-pw", self.webuser: "webuser-pw"}, [self.vhostA, self.vhostB])
-        self.addCleanup(deleteUsers, [self.smithj, self.webuser], [self.vhostA, self.vhostB])
-        self.directory = self.mktemp()
-        writeUsersCnf(self.directory, self.users())
-        yield self.startGateway(gatewayConfig(self.directory, **self.configuration()))
-
-    def users(self):
-        return {"joe.smith": (PASSWORDS["joe.smith"], ["Tyche"]), "alice": (PASSWORDS["alice"], ["Everyone"])}
-
-    def listeners(self):
-        return [dict(name="web", protocol="websocket", endpoint="tcp:0:interface=127.0.0.1",
-                     **self.listenerOptions),
-                dict(name="amqp", protocol="amqp", endpoint="tcp:0:interface=127.0.0.1", **self.listenerOptions)]
-
-    def promotion(self):
-        return {"mode": "mapping", "map": {"joe.smith": self.smithj, "alice": self.webuser},
-                "secrets": {self.smithj: "smithj-pw", self.webuser: "webuser-pw"}}
-
-    def configuration(self):
-        return dict(user_auth="internal", listeners=self.listeners(), promotion=self.promotion())
-
-    def connect(self, listener, user, password, **kwargs):
-        """
-        Connect as C{user} through C{listener}: on the WebSocket listener
-        the gateway credentials go in the upgrade and the AMQP client sends
-        mallory/xyz; on the AMQP listener they are the SASL credentials.
-        """
-        if listener == "web":
-            return connectWebSocket(self.ports["web"], headers=basicHeader(user, password), **kwargs)
-        return connectTCP(self.ports["amqp"], user, password, **kwargs)
+    PASSWORDS, ConnectionRefusedWS, PromotionTestCase, basicHeader, brokerConnectionUsers, closeClient, connectTCP,
+    connectWebSocket, rabbitmqctl, roundTrip, uniqueName)
 
 
 class MappingTests(PromotionTestCase):
@@ -141,7 +44,7 @@ class MappingTests(PromotionTestCase):
         P1: no credentials on the upgrade → 401 with a WWW-Authenticate
         challenge; the broker never sees a connection.
         """
-        response = yield rawRequest(self.ports["web"], upgradeRequest())
+        response = yield rawRequest(self.ports["web"], upgrade())
         status, _, rest = response.partition(b"\r\n")
         self.assertIn(b" 401 ", status)
         self.assertIn(b'WWW-Authenticate: Basic realm="kaazing-promo"', rest)
@@ -167,9 +70,9 @@ class MappingTests(PromotionTestCase):
         """
         U2: an unknown user fails exactly like a wrong password.
         """
-        wrong = yield rawRequest(self.ports["web"], upgradeRequest(
+        wrong = yield rawRequest(self.ports["web"], upgrade(
             b"Authorization: " + basicHeader("joe.smith", "nope")["Authorization"].encode() + b"\r\n"))
-        unknown = yield rawRequest(self.ports["web"], upgradeRequest(
+        unknown = yield rawRequest(self.ports["web"], upgrade(
             b"Authorization: " + basicHeader("nobody", "nope")["Authorization"].encode() + b"\r\n"))
         self.assertEqual(wrong, unknown)
 

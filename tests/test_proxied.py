@@ -12,7 +12,7 @@ from twisted.protocols.haproxy import proxyEndpoint
 from twisted.trial.unittest import SynchronousTestCase
 
 from kaazing_promo.transport.proxied import TrustedProxyFactory
-from tests.test_logtext import captureEvents
+from tests.logcapture import captureEvents
 
 PROXY_HEADER = b"PROXY TCP4 203.0.113.9 10.0.0.1 40001 5673\r\n"
 

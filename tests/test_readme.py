@@ -253,7 +253,7 @@ class ReadmeBlocksTests(SynchronousTestCase):
         @return: the C{round-trip} event of C{run.mjs} (identity, received
             messages, screenshot).
         """
-        from tests.test_browser import RUN_SCRIPT, missingPrerequisites
+        from tests.chromium import RUN_SCRIPT, missingPrerequisites
         problem = missingPrerequisites()
         if problem:
             self.fail(problem)

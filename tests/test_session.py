@@ -5,176 +5,26 @@ broker, a fake clock.  Requirement IDs are in the test names.
 
 import struct
 
-from twisted.internet import defer, task
-from twisted.internet.testing import StringTransport
+from twisted.internet import defer
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from kaazing_promo.amqp.codec import (
-    ACCESS_REFUSED, ALT_PROTOCOL_HEADER, COMMAND_INVALID, CONNECTION_FORCED, FRAME_BODY, FRAME_ERROR,
-    FRAME_HEADER, FRAME_METHOD, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, decodeMethod, decodeSASLResponse,
-    encodeFrame, encodeMethod)
+    ACCESS_REFUSED, ALT_PROTOCOL_HEADER, COMMAND_INVALID, CONNECTION_FORCED, FRAME_BODY, FRAME_ERROR, FRAME_HEADER,
+    FRAME_METHOD, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, decodeSASLResponse, encodeFrame, encodeMethod)
 from kaazing_promo.amqp.frames import FrameReader
 from kaazing_promo.amqp.session import _CLOSE_OK_WAIT, GatewaySession, State
-from kaazing_promo.amqp.broker import BrokerStartCache
 from kaazing_promo.auth.avatar import ANONYMOUS, GatewayUser
 from kaazing_promo.auth.lifetime import SessionLifetime
 from kaazing_promo.config import Listener, Promotion
 from kaazing_promo.errors import LoginDenied
-from kaazing_promo.interfaces import IClientLink
 from kaazing_promo.ops.audit import isAuditEvent
 from kaazing_promo.promotion import ConsolidatedPromoter, MappingPromoter, PassthroughPromoter
 from kaazing_promo.secrets import SecretStore
-from kaazing_promo.transport.context import ListenerContext
-from kaazing_promo.transport.pump import CoupledTransports
-
-BROKER_PROPERTIES = {"product": "RabbitMQ", "capabilities": {"publisher_confirms": True}}
-CLIENT_PROPERTIES = {"product": "test-client", "capabilities": {"authentication_failure_close": True},
-                     "connection_name": "caf\u00e9"}
-
-
-def start(mechanisms=b"AMQPLAIN PLAIN"):
-    return encodeMethod(0, "connection.start", version_major=0, version_minor=9,
-                        server_properties=BROKER_PROPERTIES, mechanisms=mechanisms, locales=b"en_US")
-
-
-def startOk(user="mallory", password="xyz", mechanism="PLAIN"):
-    return encodeMethod(0, "connection.start-ok", client_properties=CLIENT_PROPERTIES, mechanism=mechanism,
-                        response=b"\x00" + user.encode() + b"\x00" + password.encode(), locale="en_US")
-
-
-TUNE = encodeMethod(0, "connection.tune", channel_max=2047, frame_max=131072, heartbeat=60)
-TUNE_OK = encodeMethod(0, "connection.tune-ok", channel_max=2047, frame_max=131072, heartbeat=60)
-OPEN = encodeMethod(0, "connection.open", virtual_host="/")
-OPEN_OK = encodeMethod(0, "connection.open-ok")
-UPDATE_SECRET = encodeMethod(0, "connection.update-secret", new_secret=b"stolen", reason="x")
-UPDATE_SECRET_OK = encodeMethod(0, "connection.update-secret-ok")
-PUBLISH = encodeMethod(1, "basic.publish", routing_key="q") + encodeFrame(FRAME_BODY, 1, b"hello")
-
-
-@implementer(IClientLink)
-class FakeClient(CoupledTransports):
-    """
-    The client link a session writes to, over a L{StringTransport}.
-    """
-
-    def __init__(self):
-        self.transport = StringTransport()
-        self.closed = None
-
-    def write(self, data):
-        self.transport.write(data)
-
-    def close(self, failed):
-        self.closed = "failed" if failed else "normal"
-
-
-class FakeBroker:
-    def __init__(self):
-        self.transport = StringTransport()
-
-    def write(self, data):
-        self.transport.write(data)
-
-
-class FakeBrokerConnector:
-    def __init__(self):
-        self.attempts = []
-
-    def connect(self, session):
-        d = defer.Deferred()
-        self.attempts.append((session, d))
-        return d
-
-
-class FakeAuthenticator:
-    """
-    An L{IAuthenticator} answering every password login with C{result}.
-    """
-
-    def __init__(self, result):
-        self.result = result
-        self.logins = []
-        self.attempts = []
-
-    def authenticate(self, attempt, audit=True):
-        self.attempts.append(attempt)
-        self.logins.append((attempt.username, attempt.password, attempt.source))
-        return self.result() if callable(self.result) else self.result
-
-
-def methods(data):
-    """
-    Decode every frame in C{data} into (qualifiedName, args) pairs.
-    """
-    reader = FrameReader(1 << 20)
-    result = []
-    for frameType, channel, payload, raw in reader.feed(data):
-        if frameType == FRAME_METHOD:
-            method = decodeMethod(payload)
-            result.append((method.qualifiedName, method.args))
-        else:
-            result.append((frameType, channel))
-    return result
-
-
-class SessionTestsMixin:
-    ownStart = False
-
-    def setUp(self):
-        self.clock = task.Clock()
-        self.listener = Listener(name="test", protocol="websocket", endpoint="tcp:0")
-        self.secrets = SecretStore(inline={"webuser": "broker-password"})
-        self.secrets.load()
-        self.promoter = ConsolidatedPromoter(Promotion(mode="consolidated", user="webuser"), self.secrets)
-        self.connector = FakeBrokerConnector()
-        self.client = FakeClient()
-        self.broker = FakeBroker()
-
-    def makeSession(self, avatar=GatewayUser("joe.smith"), authenticator=None, ownStart=None, promoter=None,
-                    lifetime=None):
-        # The listener's context follows the session as in the gateway: the
-        # audit trail and the X3 lifetime.
-        observer = ListenerContext(self.listener, promoter or self.promoter, self.connector, BrokerStartCache(),
-                                   self.clock, authenticator, lifetime)
-        session = GatewaySession(
-            self.listener, promoter or self.promoter, self.connector, self.clock, BrokerStartCache(),
-            avatar=avatar, ownStart=self.ownStart if ownStart is None else ownStart,
-            authenticator=authenticator, source="127.0.0.1:4242", observer=observer,
-            keepCredentials=observer.keepsCredentials)
-        session.clientConnected(self.client)
-        self.session = session
-        return session
-
-    def clientSays(self, data):
-        self.session.clientDataReceived(data)
-
-    def brokerSays(self, data):
-        self.session.brokerDataReceived(data)
-
-    def brokerHeard(self):
-        data = self.broker.transport.value()
-        self.broker.transport.clear()
-        return data
-
-    def clientHeard(self):
-        data = self.client.transport.value()
-        self.client.transport.clear()
-        return data
-
-    def connectBroker(self):
-        _, d = self.connector.attempts[-1]
-        d.callback(self.broker)
-
-    def assertClosedWith(self, code):
-        heard = methods(self.clientHeard())
-        self.assertEqual(heard[-1][0], "connection.close")
-        self.assertEqual(heard[-1][1]["reply_code"], code)
-        self.assertEqual(self.session.state, State.CLOSING)
-        self.clientSays(encodeMethod(0, "connection.close-ok"))
-        self.assertEqual(self.session.state, State.CLOSED)
-        self.assertIsNotNone(self.client.closed)
+from tests.amqpframes import (
+    CLIENT_PROPERTIES, CLOSE, CLOSE_OK, OPEN, OPEN_OK, PUBLISH, TUNE, TUNE_OK, UPDATE_SECRET, UPDATE_SECRET_OK,
+    content, methods, start, startOk)
+from tests.fakes import FakeAuthenticator, SessionTestsMixin
 
 
 class WebSocketSessionTests(SessionTestsMixin, SynchronousTestCase):
@@ -571,20 +421,6 @@ class AMQPListenerSessionTests(SessionTestsMixin, SynchronousTestCase):
         self.connectBroker()
         self.brokerSays(start())
         self.assertEqual(self.brokerHeard(), PROTOCOL_HEADER + startOk())
-
-
-CLOSE = encodeMethod(0, "connection.close", reply_code=200, reply_text="bye")
-CLOSE_OK = encodeMethod(0, "connection.close-ok")
-
-
-def content(channel, body):
-    """
-    One published message as a client sends it: basic.publish, a content
-    header frame and a body frame.
-    """
-    header = struct.pack("!HHQH", 60, 0, len(body), 0)
-    return (encodeMethod(channel, "basic.publish", routing_key="q") + encodeFrame(FRAME_HEADER, channel, header)
-            + encodeFrame(FRAME_BODY, channel, body))
 
 
 class LogEvents:

@@ -26,14 +26,12 @@ import tomllib
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ETC = os.path.join(ROOT, "etc")
+from tests.processes import ETC, TWISTD, instance, unitEnvironment, waitForStart
+
 SERVICE = os.path.join(ETC, "kaazing-promo.service")
 SOCKET = os.path.join(ETC, "kaazing-promo.socket")
 SOCKET_DROPIN = os.path.join(ETC, "kaazing-promo.service.d", "socket-activation.conf.example")
-TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 HOST_UNITS = ("/usr/lib/systemd/system", "/lib/systemd/system")
-AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 
 
 def readUnit(path):
@@ -90,12 +88,6 @@ def execStart(paths):
     return shlex.split(command)
 
 
-def freePort():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def systemdAnalyze():
     """
     @return: the path of systemd-analyze, installing Debian's systemd
@@ -113,38 +105,6 @@ def systemdAnalyze():
         if found:
             return found
     raise SkipTest("systemd-analyze is not installed (Debian package systemd; .ci/run installs it)")
-
-
-def waitForStart(port, process, timeout=30.0):
-    """
-    Connect to the AMQP listener, send the protocol header and read the
-    first frame.
-
-    @return: the method frame's payload (class and method ids first).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"twistd exited with {process.returncode} before listening")
-        try:
-            connection = socket.create_connection(("127.0.0.1", port), timeout=5)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    with connection:
-        connection.sendall(AMQP_HEADER)
-        data = b""
-        while len(data) < 7 or len(data) < 8 + int.from_bytes(data[3:7], "big"):
-            chunk = connection.recv(65536)
-            if not chunk:
-                raise AssertionError(f"connection closed after {data!r}")
-            data += chunk
-    frameType, channel, size = data[0], int.from_bytes(data[1:3], "big"), int.from_bytes(data[3:7], "big")
-    assert (frameType, channel) == (1, 0), data[:7]
-    assert data[7 + size] == 0xCE, "frame-end octet"
-    return data[7:7 + size]
 
 
 class VerifyTests(SynchronousTestCase):
@@ -215,30 +175,6 @@ class VerifyTests(SynchronousTestCase):
         self.assertIn("/opt/kaazing-promo/venv/bin/twistd is not executable", result.stderr)
 
 
-def instance(configName):
-    """
-    A copy of etc/ in a fresh directory, its listener ports in
-    C{configName} moved to free ones.
-
-    @return: C{(directory, config path, {listener name: port})}.
-    """
-    directory = tempfile.mkdtemp(prefix="kaazing-promo-etc-")
-    shutil.copytree(ETC, directory, dirs_exist_ok=True)
-    path = os.path.join(directory, configName)
-    with open(path, encoding="utf-8") as stream:
-        text = stream.read()
-    ports = {}
-    for listener in tomllib.loads(text)["listeners"]:
-        endpoint = listener["endpoint"]
-        if endpoint.startswith("tcp:"):
-            [old] = [part for part in endpoint.split(":") if part.startswith("port=")]
-            ports[listener["name"]] = port = freePort()
-            text = text.replace(endpoint, endpoint.replace(old, f"port={port}"))
-    with open(path, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    return directory, path, ports
-
-
 def substitute(argv, program, config):
     """
     Replace only the program path and the value of --config.
@@ -249,13 +185,6 @@ def substitute(argv, program, config):
     index = argv.index("--config")
     argv[index + 1] = config
     return argv
-
-
-def unitEnvironment():
-    """
-    Roughly what systemd gives a service: a fixed PATH and nothing of ours.
-    """
-    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 # Binds the socket unit's ListenStream addresses (ports moved to free ones),

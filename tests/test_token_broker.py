@@ -26,7 +26,8 @@ from kaazing_promo.amqp.frames import FrameReader
 from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.auth.userscnf import UserEntry
 from tests.authfixtures import testHash, writeUsersCnf
-from tests.rabbitnode import DedicatedNodeMixin, waitFor
+from tests.processes import waitFor
+from tests.rabbitnode import DedicatedNodeMixin
 from tests.support import (
     ConnectionRefusedWS, GatewayTestMixin, basicHeader, closeClient, connectTCP, connectWebSocket,
     gatewayConfig)

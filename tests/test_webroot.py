@@ -17,8 +17,8 @@ from kaazing_promo.config import Listener
 from kaazing_promo.transport.context import ListenerContext
 from kaazing_promo.transport.webroot import WebRoot
 from kaazing_promo.transport.websocket import GatewaySite
-from tests.test_logtext import captureEvents
-from tests.test_promotion_broker import rawRequest
+from tests.logcapture import captureEvents
+from tests.rawclients import rawRequest
 
 
 def makeWebRoot(testCase):

@@ -10,9 +10,10 @@ import treq
 from twisted.internet import defer, reactor
 
 from kaazing_promo.errors import ConfigError
+from tests.authfixtures import writeUsersFile
 from tests.support import (
-    IntegrationTestCase, closeClient, connectTCP, connectWebSocket, gatewayConfig, roundTrip)
-from tests.test_promotion_broker import PASSWORDS, PromotionTestCase, writeUsersCnf
+    PASSWORDS, IntegrationTestCase, PromotionTestCase, closeClient, connectTCP, connectWebSocket, gatewayConfig,
+    roundTrip)
 
 
 class WorkerTests(PromotionTestCase):
@@ -95,7 +96,7 @@ class TokenWorkerTests(IntegrationTestCase):
         from kaazing_promo.auth.avatar import GatewayUser
         from kaazing_promo.tap import GatewayService
         directory = self.mktemp()
-        writeUsersCnf(directory, {"joe.smith": ("joe-password", ["Tyche"])})
+        writeUsersFile(directory, {"joe.smith": ("joe-password", ["Tyche"])})
         config = gatewayConfig(
             directory, workers=2,
             listeners=[{"name": "amqp", "protocol": "amqp", "endpoint": "tcp:0", "auth": "required"}],
