@@ -3,7 +3,7 @@ Log capture for tests, and the forged text a hostile client sends to
 write lines of the log itself.
 """
 
-from twisted.logger import formatEventAsClassicLogText, globalLogPublisher
+from twisted.logger import formatEvent, formatEventAsClassicLogText, globalLogPublisher
 
 #: A user name that, written raw, would end the line, turn the terminal red
 #: and write a second, successful-looking login line.
@@ -33,3 +33,15 @@ def assertOneSafeLine(testCase, event):
     testCase.assertTrue(line[:-1].isprintable(), line)
     return line
 
+
+def capturedTexts(testCase):
+    """
+    @return: a list that collects the text of every log event until the test ends.
+    """
+    texts = []
+
+    def observe(event):
+        texts.append(formatEvent(event))
+    globalLogPublisher.addObserver(observe)
+    testCase.addCleanup(globalLogPublisher.removeObserver, observe)
+    return texts

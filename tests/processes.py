@@ -4,6 +4,7 @@ etc/ on free ports, and one way to wait until something is true.
 """
 
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -13,7 +14,8 @@ import tomllib
 
 from twisted.internet import defer, task
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import ROOT
+
 ETC = os.path.join(ROOT, "etc")
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -121,3 +123,57 @@ def unitEnvironment():
     Roughly what systemd gives a service: a fixed PATH and nothing of ours.
     """
     return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+
+def readUnit(path):
+    """
+    Parse a systemd unit file (systemd.syntax(7)): sections, C{Key=value}
+    lines, comments and backslash continuations.
+
+    @return: a L{list} of C{(section, key, value)} in file order (keys may
+        repeat; an empty value resets a list-valued key).
+    """
+    entries = []
+    section = None
+    pending = ""
+    with open(path, encoding="utf-8") as stream:
+        for raw in stream:
+            line = raw.rstrip("\n")
+            if not pending and line.lstrip().startswith(("#", ";")):
+                continue
+            if line.endswith("\\"):
+                pending += line[:-1] + " "
+                continue
+            line, pending = (pending + line).strip(), ""
+            if not line:
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1]
+                continue
+            key, _, value = line.partition("=")
+            entries.append((section, key.strip(), value.strip()))
+    return entries
+
+
+def directive(paths, section, key):
+    """
+    @return: the values of C{key} in C{section}, read across a unit and its
+        drop-ins in order, honouring an empty assignment as a reset.
+    """
+    values = []
+    for path in paths:
+        for entrySection, entryKey, value in readUnit(path):
+            if (entrySection, entryKey) == (section, key):
+                values = [] if value == "" else values + [value]
+    return values
+
+
+def execStart(paths):
+    """
+    @return: the argv of the one ExecStart= the unit (with drop-ins) runs.
+    """
+    [command] = directive(paths, "Service", "ExecStart")
+    # No prefix (-, @, +, !, :), specifier or variable: nothing to expand.
+    assert command[0] not in "-@+!:", command
+    assert "%" not in command and "$" not in command, command
+    return shlex.split(command)

@@ -23,10 +23,11 @@ from kaazing_promo.cluster.redislink import RedisLink
 from kaazing_promo.config import loadConfig
 from kaazing_promo.tomlwriter import dumpToml
 from kaazing_promo.tap import GatewayService
+from tests import ROOT
 from tests.authfixtures import writeUsersFile
 from tests.processes import waitFor
 
-SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "kaazing_promo", "amqp", "specs", "amqp0-9-1.xml")
+SPEC_PATH = os.path.join(ROOT, "kaazing_promo", "amqp", "specs", "amqp0-9-1.xml")
 TXAMQP_SPEC = txamqp.spec.load(SPEC_PATH)
 BROKER = "tcp:host=127.0.0.1:port=5672"
 RABBITMQCTL = os.environ.get("RABBITMQCTL", "rabbitmqctl")

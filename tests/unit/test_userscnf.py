@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from kaazing_promo.auth.userscnf import (
     UserEntry, UsersCnfError, parseUsersCnf, parseUsersCnfStream, renderUsersCnf)
 from kaazing_promo.errors import ConfigError
+from tests import ROOT
 from tests.authfixtures import WEBMETHODS_HASH, standardUsers, testHash, writeUsersCnf
 
 USER = 'javaclass="com.wm.app.b2b.server.User"'
@@ -107,9 +108,8 @@ class RealShapeTests(SynchronousTestCase):
         disabled user, a user without a hash and an unsupported webMethods
         hash, and its packaged copy is identical.
         """
-        here = os.path.dirname(__file__)
-        sample = os.path.join(here, os.pardir, "etc", "config", "users.cnf")
-        packaged = os.path.join(here, os.pardir, "kaazing_promo", "data", "config", "users.cnf")
+        sample = os.path.join(ROOT, "etc", "config", "users.cnf")
+        packaged = os.path.join(ROOT, "kaazing_promo", "data", "config", "users.cnf")
         self.assertEqual(open(sample, "rb").read(), open(packaged, "rb").read())
         parsed = parseUsersCnf(sample)
         self.assertEqual(parsed.users["demo"].groups, {"Tyche", "Everyone"})

@@ -15,7 +15,8 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import ROOT
+
 
 #: Seconds a client may take to be back (its own backoff is 1 s).
 RECONNECT_LIMIT = 5.0

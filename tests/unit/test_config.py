@@ -9,7 +9,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from kaazing_promo.config import defaultConfigPath, loadConfig, parseConfig
 from kaazing_promo.errors import ConfigError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import ROOT
+
 
 
 def document(**top):

@@ -45,9 +45,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from kaazing_promo import cli, container
 from kaazing_promo.config import loadConfig, parseConfig
 from kaazing_promo.errors import ConfigError
+from tests import ROOT
 from tests.support import brokerConnectionUsers, connectTCP, createUsers, deleteUsers, roundTrip
 
-CHECKOUT = FilePath(__file__).parent().parent()
+CHECKOUT = FilePath(ROOT)
 SAMPLE_USERS_CNF = CHECKOUT.child("etc").child("config").child("users.cnf").path
 CACHE = os.environ.get("KAAZING_PROMO_TEST_CACHE", "/var/cache/kaazing-promo-test")
 MIRROR = os.environ.get("KAAZING_PROMO_DEBIAN_MIRROR", "http://deb.debian.org/debian")

@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kaazing_promo import config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import ROOT
+
 
 #: How the keys of each attrs class are written in the table.
 SECTIONS = {

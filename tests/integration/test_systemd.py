@@ -26,66 +26,12 @@ import tomllib
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.processes import ETC, TWISTD, instance, unitEnvironment, waitForStart
+from tests.processes import directive, execStart, ETC, TWISTD, instance, unitEnvironment, waitForStart
 
 SERVICE = os.path.join(ETC, "kaazing-promo.service")
 SOCKET = os.path.join(ETC, "kaazing-promo.socket")
 SOCKET_DROPIN = os.path.join(ETC, "kaazing-promo.service.d", "socket-activation.conf.example")
 HOST_UNITS = ("/usr/lib/systemd/system", "/lib/systemd/system")
-
-
-def readUnit(path):
-    """
-    Parse a systemd unit file (systemd.syntax(7)): sections, C{Key=value}
-    lines, comments and backslash continuations.
-
-    @return: a L{list} of C{(section, key, value)} in file order (keys may
-        repeat; an empty value resets a list-valued key).
-    """
-    entries = []
-    section = None
-    pending = ""
-    with open(path, encoding="utf-8") as stream:
-        for raw in stream:
-            line = raw.rstrip("\n")
-            if not pending and line.lstrip().startswith(("#", ";")):
-                continue
-            if line.endswith("\\"):
-                pending += line[:-1] + " "
-                continue
-            line, pending = (pending + line).strip(), ""
-            if not line:
-                continue
-            if line.startswith("[") and line.endswith("]"):
-                section = line[1:-1]
-                continue
-            key, _, value = line.partition("=")
-            entries.append((section, key.strip(), value.strip()))
-    return entries
-
-
-def directive(paths, section, key):
-    """
-    @return: the values of C{key} in C{section}, read across a unit and its
-        drop-ins in order, honouring an empty assignment as a reset.
-    """
-    values = []
-    for path in paths:
-        for entrySection, entryKey, value in readUnit(path):
-            if (entrySection, entryKey) == (section, key):
-                values = [] if value == "" else values + [value]
-    return values
-
-
-def execStart(paths):
-    """
-    @return: the argv of the one ExecStart= the unit (with drop-ins) runs.
-    """
-    [command] = directive(paths, "Service", "ExecStart")
-    # No prefix (-, @, +, !, :), specifier or variable: nothing to expand.
-    assert command[0] not in "-@+!:", command
-    assert "%" not in command and "$" not in command, command
-    return shlex.split(command)
 
 
 def systemdAnalyze():
@@ -301,24 +247,3 @@ class ExecStartTests(SynchronousTestCase):
         self.assertConnectionStart(waitForStart(bound["amqp"], process))
         output = self.stop(process, log)
         self.assertIn("listener amqp: amqp on systemd:domain=INET:index=1", output)
-
-
-class UnitParserTests(SynchronousTestCase):
-    """
-    The little unit-file reader the tests rely on.
-    """
-
-    def write(self, text):
-        path = self.mktemp()
-        with open(path, "w") as stream:
-            stream.write(text)
-        return path
-
-    def test_continuationAndComments(self):
-        path = self.write("[Service]\n# ExecStart=/bin/false\nExecStart=/bin/echo \\\n  one two\n")
-        self.assertEqual(execStart([path]), ["/bin/echo", "one", "two"])
-
-    def test_dropInResets(self):
-        unit = self.write("[Service]\nExecStart=/bin/echo unit\n")
-        dropIn = self.write("[Service]\nExecStart=\nExecStart=/bin/echo drop-in\n")
-        self.assertEqual(execStart([unit, dropIn]), ["/bin/echo", "drop-in"])

@@ -35,12 +35,12 @@ from kaazing_promo.ops.checkconfig import checkConfig, describeSettings, systemd
 from kaazing_promo.ops.metrics import GatewayMetrics, IRealmMetrics, MetricsResource, MetricsService
 from kaazing_promo.ops.reload import ReloadService, restartNeeded
 from kaazing_promo.tap import GatewayService
+from tests import ROOT
 from tests.authfixtures import SynchronousThreadPool, ThreadlessReactor, standardUsers, writeUsersCnf
 from tests.fakes import (
     AUTHENTICATED, DelegatedTestMixin, FakeContext, FakeGateway, FakeSession, answer, creds, fakeGateway,
     makeMetrics, render, samples, value)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def connectionEvent(**fields):

@@ -9,7 +9,7 @@ them (`apt-get install chromium fonts-liberation`, `npm ci --prefix
 tests/browser`).  Without them these tests fail, they do not skip.
 
 Screenshots go to C{_trial_temp/browser-artifacts/<test>/}.  The README's
-screenshot comes from the Quick start itself (tests/test_readme.py, with
+screenshot comes from the Quick start itself (tests/integration/test_readme.py, with
 C{KAAZING_PROMO_DOCS_SCREENSHOT=1}), not from these users.
 """
 

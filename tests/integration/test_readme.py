@@ -39,79 +39,15 @@ import time
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(ROOT, "README.md")
+from tests import ROOT
+from tests.processes import freePort
+from tests.readmeblocks import README, readmeBlocks
+
 DOCS_SCREENSHOT = os.path.join(ROOT, "docs", "screenshot-roundtrip.png")
-#: The sections whose shell blocks a newcomer runs (title prefixes).
-SECTIONS = ("Quick start", "Running it", "Promotion modes", "Operations")
 PORTS = {"web": 8080, "amqp": 5673}
 #: How long ./dev run may take to listen, and one block to run (seconds).
 START_TIMEOUT = 30
 BLOCK_TIMEOUT = 30
-
-
-class Block:
-    """
-    One shell block of the README and what its marker says.
-
-    @ivar section: the title of its C{##} section.
-    @ivar line: its first line's number in the README.
-    @ivar text: the commands.
-    @ivar run: whether the test runs it.
-    @ivar reason: why not (skipped blocks).
-    @ivar output: the regular expression its output must match, or L{None}.
-    @ivar client: the connection_name of the AMQP client to hold open while
-        it runs, or L{None}.
-    """
-
-    def __init__(self, section, line, text, marker):
-        self.section, self.line, self.text = section, line, text
-        self.run, self.reason, self.output, self.client = False, None, None, None
-        if marker is None:
-            raise ValueError(f"README.md line {line} ({section}): a sh block without a "
-                             "<!-- readme-test: … --> marker above it")
-        if marker.startswith("skip:"):
-            self.reason = marker[len("skip:"):].strip()
-            if not self.reason:
-                raise ValueError(f"README.md line {line}: skip without a reason")
-            return
-        head, _, self.output = marker.partition("; output: ")
-        self.output = self.output or None
-        fields = [field.strip() for field in head.split(";")]
-        if fields[0] != "run":
-            raise ValueError(f"README.md line {line}: marker {marker!r} is neither run nor skip")
-        self.run = True
-        for field in fields[1:]:
-            key, _, value = field.partition(": ")
-            if key != "client" or not value:
-                raise ValueError(f"README.md line {line}: unknown marker field {field!r}")
-            self.client = value
-
-
-def readmeBlocks(text):
-    """
-    @return: the L{Block}s of the shell blocks in L{SECTIONS}.
-    @raise ValueError: a block has no marker, or a malformed one.
-    """
-    blocks = []
-    section = None
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        if line.startswith("## "):
-            title = line[3:].strip()
-            section = title if title.startswith(SECTIONS) else None
-        elif line.startswith("```") and section is not None:
-            end = lines.index("```", index + 1)
-            if line == "```sh":
-                previous = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
-                found = re.fullmatch(r"<!--\s*readme-test:\s*(.*?)\s*-->", previous.strip())
-                blocks.append(Block(section, index + 2, "\n".join(lines[index + 1:end]) + "\n",
-                                    found.group(1) if found else None))
-            index = end
-        index += 1
-    return blocks
 
 
 def portFree(port):
@@ -124,45 +60,12 @@ def portFree(port):
         return True
 
 
-def freePort():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def listening(port):
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         return True
     except OSError:
         return False
-
-
-class ReadmeMarkersTests(SynchronousTestCase):
-
-    def test_everyBlockMarked(self):
-        """
-        Every shell block of the four sections says whether it is run
-        (skips say why), and the runnable ones are there: the AMQP client,
-        the ticket, the tools, the broker's view.
-        """
-        with open(README, encoding="utf-8") as f:
-            blocks = readmeBlocks(f.read())
-        self.assertEqual({block.section.split(",")[0] for block in blocks}, {
-            "Quick start", "Running it", "Promotion modes", "Operations"})
-        run = [block for block in blocks if block.run]
-        self.assertGreaterEqual(len(run), 4)
-        self.assertTrue(all(block.output for block in run))
-
-    def test_unmarkedBlockRefused(self):
-        """
-        A new block without a marker fails, naming its line.
-        """
-        error = self.assertRaises(ValueError, readmeBlocks, "## Running it\n\nText.\n\n```sh\nls\n```\n")
-        self.assertIn("line 6", str(error))
-        blocks = readmeBlocks("## How it works\n\n```sh\nls\n```\n## Quick start\n"
-                              "<!-- readme-test: run; client: c1; output: ^x$ -->\n```sh\necho x\n```\n")
-        self.assertEqual([(b.run, b.client, b.output, b.text) for b in blocks], [(True, "c1", "^x$", "echo x\n")])
 
 
 class ReadmeBlocksTests(SynchronousTestCase):

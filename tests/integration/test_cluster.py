@@ -32,6 +32,7 @@ from txamqp.content import Content
 
 from kaazing_promo.auth.userscnf import UserEntry
 from kaazing_promo.tomlwriter import dumpToml
+from tests import ROOT
 from tests.authfixtures import KEY_TEXT, privateFile, testHash, writeUsersCnf
 from tests.processes import freePorts, waitFor
 from tests.rabbitnode import DedicatedNodeMixin
@@ -40,7 +41,6 @@ from tests.support import ConnectionRefusedWS, RedisMixin, closeClient, connectT
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SETPRIV = shutil.which("setpriv")
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSWORDS = {"joe.smith": "joe-pw", "alice": "alice-pw"}
 GROUPS = {"joe.smith": {"Tyche", "Everyone"}, "alice": {"Everyone"}}
 PERMISSIONS = [{"group": "Tyche", "vhost": "/", "configure": r"^tyche\.", "write": r"^(tyche\.|amq\.default$)",

@@ -22,7 +22,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kaazing_promo.config import DEFAULT_BROKER
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import ROOT
+
 #: What ./dev reads of the checkout.
 CHECKOUT_FILES = ("dev", ".ci", "setup.cfg", "pyproject.toml", "MANIFEST.in", "constraints.txt",
                   "kaazing_promo", "twisted", "etc")
