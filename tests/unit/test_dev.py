@@ -272,10 +272,10 @@ class DevScriptTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 2)
         self.assertIn("usage: ./dev run", result.stderr)
 
-    def test_testSaysWhatItInstalls(self):
+    def barePath(self):
         """
-        C{./dev test} on a machine missing Debian packages names them before
-        it runs apt-get (here a fake that fails, which stops ./dev).
+        A C{PATH} with the shell tools ./dev uses, Python and the failing
+        fake apt-get, and none of the Debian packages the suite needs.
         """
         bare = os.path.join(os.path.dirname(self.fakes), "bare")
         os.makedirs(bare)
@@ -285,7 +285,36 @@ class DevScriptTests(SynchronousTestCase):
         # The Python the tests run on, which has venv (ensurepip): no python3-venv wanted.
         os.symlink(os.path.realpath(sys.executable), os.path.join(bare, "python3"))
         os.symlink(os.path.join(self.fakes, "apt-get"), os.path.join(bare, "apt-get"))
-        env = dict(os.environ, KAAZING_PROMO_VENV=self.venv, PATH=bare)
+        return bare
+
+    def test_unitTestsNeedNothingElse(self):
+        """
+        C{./dev test --unit} on a machine without RabbitMQ, Redis or any of
+        the Debian packages the integration tests need: it installs into
+        the venv as usual and runs trial on tests.unit (or the tests named),
+        asking apt-get, RabbitMQ and Redis for nothing.
+        """
+        writeScript(os.path.join(self.venv, "bin", "python"), f'echo "python $*" >>"{self.record}"\n')
+        env = dict(os.environ, KAAZING_PROMO_VENV=self.venv, PATH=self.barePath())
+        for arguments, tests in ((), ["tests.unit"]), (("tests.unit.test_dev",), ["tests.unit.test_dev"]):
+            if os.path.exists(self.record):
+                os.remove(self.record)
+            result = subprocess.run(["./dev", "test", "--unit", *arguments], cwd=self.checkout, env=env,
+                                    capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertNotIn("Debian packages", result.stderr)
+            with open(self.record) as f:
+                recorded = f.read().splitlines()
+            self.assertEqual(recorded[-1], " ".join(["python", "-m", "twisted.trial", *tests]))
+            self.assertEqual([line for line in recorded if not line.startswith(("pip ", "python -m twisted.trial"))],
+                             [], result.stderr)
+
+    def test_testSaysWhatItInstalls(self):
+        """
+        C{./dev test} on a machine missing Debian packages names them before
+        it runs apt-get (here a fake that fails, which stops ./dev).
+        """
+        env = dict(os.environ, KAAZING_PROMO_VENV=self.venv, PATH=self.barePath())
         result = subprocess.run(["./dev", "test"], cwd=self.checkout, env=env, capture_output=True, text=True,
                                 timeout=60, stdin=subprocess.DEVNULL)
         self.assertNotEqual(result.returncode, 0)
