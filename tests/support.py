@@ -5,7 +5,6 @@ and AMQP clients over TCP and over WebSocket.
 
 import base64
 import os
-import shutil
 import subprocess
 import uuid
 
@@ -19,13 +18,11 @@ from txamqp.client import TwistedDelegate
 from txamqp.content import Content
 from txamqp.protocol import AMQClient
 
-from kaazing_promo.cluster.redislink import RedisLink
 from kaazing_promo.config import loadConfig
 from kaazing_promo.tomlwriter import dumpToml
 from kaazing_promo.tap import GatewayService
 from tests import ROOT
 from tests.authfixtures import writeUsersFile
-from tests.processes import waitFor
 
 SPEC_PATH = os.path.join(ROOT, "kaazing_promo", "amqp", "specs", "amqp0-9-1.xml")
 TXAMQP_SPEC = txamqp.spec.load(SPEC_PATH)
@@ -334,71 +331,3 @@ class PromotionTestCase(IntegrationTestCase):
         if listener == "web":
             return connectWebSocket(self.ports["web"], headers=basicHeader(user, password), **kwargs)
         return connectTCP(self.ports["amqp"], user, password, **kwargs)
-
-
-#: The machine's Redis.
-REDIS = "tcp:host=127.0.0.1:port=6379"
-
-
-class RedisMixin:
-    """
-    Links to the machine's Redis under a key prefix of the test's own,
-    whose keys are deleted afterwards.
-    """
-
-    @defer.inlineCallbacks
-    def link(self, description=REDIS, wait=True):
-        link = RedisLink(reactor, description, timeout=2.0)
-        link.startService()
-        self.addCleanup(link.stopService)
-        if wait:
-            self.assertTrue((yield waitFor(reactor, lambda: link.up, timeout=10)), f"{link!r} never came up")
-        return link
-
-    @property
-    def prefix(self):
-        if not hasattr(self, "_prefix"):
-            self._prefix = f"kp-test-{os.getpid()}-{os.urandom(4).hex()}:"
-            self.addCleanup(self._deleteKeys)
-        return self._prefix
-
-    @defer.inlineCallbacks
-    def keys(self, link):
-        """
-        @return: C{{key: milliseconds to live}} of every key under the prefix.
-        """
-        keys = yield link.call("keys", self.prefix + "*")
-        ttls = {}
-        for key in keys:
-            ttls[key] = yield link.call("execute_command", "PTTL", key)
-        return ttls
-
-    def throwawayRedis(self, port):
-        """
-        Start a C{redis-server} of the test's own on C{port} (killed at the
-        end of the test at the latest).
-
-        @return: its L{subprocess.Popen}.
-        """
-        server = shutil.which("redis-server")
-        if server is None:
-            self.skipTest("redis-server is not installed")
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory, exist_ok=True)
-        process = subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
-        return process
-
-    @defer.inlineCallbacks
-    def _deleteKeys(self):
-        link = RedisLink(reactor, REDIS)
-        link.startService()
-        try:
-            yield waitFor(reactor, lambda: link.up, timeout=10)
-            keys = yield link.call("keys", self._prefix + "*")
-            if keys:
-                yield link.call("delete", keys)
-        finally:
-            yield link.stopService()

@@ -36,7 +36,8 @@ from tests import ROOT
 from tests.authfixtures import KEY_TEXT, privateFile, testHash, writeUsersCnf
 from tests.processes import freePorts, waitFor
 from tests.rabbitnode import DedicatedNodeMixin
-from tests.support import ConnectionRefusedWS, RedisMixin, closeClient, connectTCP, connectWebSocket
+from tests.sharedredis import RedisMixin
+from tests.support import ConnectionRefusedWS, closeClient, connectTCP, connectWebSocket
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SETPRIV = shutil.which("setpriv")

@@ -28,7 +28,8 @@ from tests import ROOT
 from tests.authfixtures import KEY_TEXT, privateFile, standardUsers, writeUsersCnf
 from tests.logcapture import capturedTexts
 from tests.processes import freePorts, waitFor
-from tests.support import REDIS, RedisMixin, closeClient, connectTCP, gatewayConfig, roundTrip
+from tests.sharedredis import REDIS, RedisMixin
+from tests.support import closeClient, connectTCP, gatewayConfig, roundTrip
 
 
 class RedisStoreTests(RedisMixin, TestCase):
