@@ -35,6 +35,7 @@ from kaazing_promo.transport.context import ListenerContext
 from kaazing_promo.transport.pump import CoupledTransports
 from tests.amqpframes import methods
 
+
 # -- a session's two sides -----------------------------------------------------
 
 
@@ -89,8 +90,11 @@ class FakeAuthenticator:
         return self.result() if callable(self.result) else self.result
 
 
-
 class SessionTestsMixin:
+    """
+    A session between a L{FakeClient} and a L{FakeBroker} on a fake clock.
+    """
+
     ownStart = False
 
     def setUp(self):
@@ -148,7 +152,6 @@ class SessionTestsMixin:
         self.assertIsNotNone(self.client.closed)
 
 
-
 # -- checkers --------------------------------------------------------------------
 
 
@@ -192,7 +195,6 @@ class ControlledChecker:
         if avatar.user not in self.passwords:
             return None
         return GatewayUser(avatar.user, self.groups.get(avatar.user, ()))
-
 
 
 # -- the delegated realm's API Gateway -------------------------------------------
@@ -261,7 +263,6 @@ class FakeGateway(Resource):
         request.finish()
 
 
-
 def creds(user="user1", password=PASSWORD):
     return UsernamePassword(user, password)
 
@@ -299,7 +300,6 @@ class DelegatedTestMixin:
         failure = self.failureResultOf(
             checker.requestAvatarId(credentials or creds()), UnauthorizedLogin)
         return failure
-
 
 
 # -- what the operations code reads ----------------------------------------------
@@ -369,7 +369,6 @@ class FakeContext:
 def makeMetrics(realm="internal"):
     contexts = {"web": FakeContext(requiresLogin=True), "amqp": FakeContext(requiresLogin=True)}
     return GatewayMetrics(contexts, realm)
-
 
 
 class FakeConnector:

@@ -12,7 +12,6 @@ from kaazing_promo.errors import ConfigError
 from tests import ROOT
 
 
-
 def document(**top):
     base = {
         "listeners": [{"name": "web", "protocol": "websocket", "endpoint": "tcp:0", "auth": "none"}],

@@ -574,7 +574,6 @@ class ConfigurationTests(DelegatedTestMixin, SynchronousTestCase):
         self.assertIn("no PEM certificate", str(error))
 
 
-
 class HTTPSIntegrationTests(TestCase):
     """
     The checker against a real HTTPS server on 127.0.0.1 (U8).

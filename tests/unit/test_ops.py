@@ -42,7 +42,6 @@ from tests.fakes import (
     makeMetrics, render, samples, value)
 
 
-
 def connectionEvent(**fields):
     """
     Emit one audit connection event with defaults for every field.
@@ -298,7 +297,6 @@ class RealmHookTests(DelegatedTestMixin, SynchronousTestCase):
         self.assertFalse(self.successResultOf(checker.reload()))
         self.assertEqual(value(metrics, "kaazing_promo_users_cnf_reloads_total", result="ok"), 1)
         self.assertEqual(value(metrics, "kaazing_promo_users_cnf_reloads_total", result="error"), 1)
-
 
 
 class HealthTests(SynchronousTestCase):

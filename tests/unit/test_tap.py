@@ -16,7 +16,6 @@ from kaazing_promo.config import loadConfig
 from tests import ROOT
 
 
-
 def startUpError(case, text, *arguments):
     """
     Start the plugin on a configuration file holding C{text}.
