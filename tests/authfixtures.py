@@ -1,5 +1,6 @@
 """
-Users, files and thread pool stand-ins shared by the internal realm's tests.
+Users, users.cnf files, shared keys and thread pool stand-ins shared by the
+realm and cluster tests.
 """
 
 import base64
@@ -57,6 +58,38 @@ def writeUsersCnf(path, users, groups, **kwargs):
 
 
 writeUsersCnf.generation = 0
+
+
+def writeUsersFile(directory, users, iterations=TEST_ITERATIONS):
+    """
+    A users.cnf in the real shape, at C{directory}/config/users.cnf.
+
+    @param users: C{{name: (password, groups)}}, every user enabled.
+    @param iterations: the hash cost (the default is cheap; the login
+        attack tests use the production cost).
+    @return: its path.
+    """
+    os.makedirs(os.path.join(directory, "config"), exist_ok=True)
+    entries = [UserEntry(name, passhash.makeHash(password, iterations=iterations), frozenset(groups), True)
+               for name, (password, groups) in users.items()]
+    return writeUsersCnf(os.path.join(directory, "config", "users.cnf"), entries, {})
+
+
+#: A cluster's shared key, long enough for [cluster].
+KEY_TEXT = "0123456789abcdef0123456789abcdef-shared"
+
+
+def privateFile(testCase, text, mode=0o600):
+    """
+    A file only its owner reads (as secrets must be), holding C{text}.
+
+    @return: its absolute path.
+    """
+    path = testCase.mktemp()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return os.path.abspath(path)
 
 
 class SynchronousThreadPool:

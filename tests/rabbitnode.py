@@ -23,55 +23,24 @@ import os
 import random
 import shutil
 import signal
-import socket
 import string
 import tempfile
 
 from twisted.internet import defer, protocol, task, utils
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
+from tests.processes import POLL_INTERVAL, freePorts
+
 RABBITMQ_BIN = os.environ.get("RABBITMQ_BIN", "/usr/lib/rabbitmq/bin")
 SETPRIV = shutil.which("setpriv")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-POLL_INTERVAL = 0.1
 
 
 class NodeFailed(Exception):
     """
     The dedicated node did not start (the message holds its console's tail).
     """
-
-
-def freePorts(count):
-    """
-    @return: C{count} distinct TCP ports free on 127.0.0.1 right now.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-@defer.inlineCallbacks
-def waitFor(reactor, predicate, timeout=10.0, interval=POLL_INTERVAL):
-    """
-    Poll C{predicate} every C{interval} seconds until it is true.
-
-    @return: a L{Deferred} firing with C{True}, or with C{False} after C{timeout}.
-    """
-    deadline = reactor.seconds() + timeout
-    while not predicate():
-        if reactor.seconds() > deadline:
-            return False
-        yield task.deferLater(reactor, interval, lambda: None)
-    return True
 
 
 class _NodeProcess(protocol.ProcessProtocol):

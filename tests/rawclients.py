@@ -6,7 +6,6 @@ sockets to its own loopback address (127.0.0.2, … reach a listener on
 """
 
 import base64
-import os
 import time
 
 from twisted.internet import defer, protocol, reactor, task
@@ -14,21 +13,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from kaazing_promo.amqp.codec import PROTOCOL_HEADER, decodeMethod, encodeMethod, encodePlainResponse
 from kaazing_promo.amqp.frames import FrameReader
-from kaazing_promo.auth.passhash import makeHash
-from kaazing_promo.auth.userscnf import UserEntry, renderUsersCnf
 
 REAL_USER = ("joe.smith", "joe-password")
-
-
-def writeUsers(directory, iterations=None):
-    """
-    A users.cnf with joe.smith, at the default hash cost unless told.
-    """
-    os.makedirs(os.path.join(directory, "config"), exist_ok=True)
-    kwargs = {} if iterations is None else {"iterations": iterations}
-    entry = UserEntry(REAL_USER[0], makeHash(REAL_USER[1], **kwargs), frozenset({"Everyone"}), True)
-    with open(os.path.join(directory, "config", "users.cnf"), "wb") as f:
-        f.write(renderUsersCnf([entry], {}))
 
 
 class RawClient(protocol.Protocol):
@@ -112,6 +98,19 @@ def amqpLogin(source, port, user, password, hangUpAfter=None, response=None):
     yield connectFrom(source, port, proto)
     result = yield proto.result
     return result
+
+
+@defer.inlineCallbacks
+def rawRequest(port, request, source="127.0.0.1"):
+    """
+    Send C{request} and collect everything until the server closes.
+
+    @return: a L{Deferred} firing with the whole response (L{bytes}).
+    """
+    proto = RawClient(request)
+    yield connectFrom(source, port, proto)
+    response = yield proto.done
+    return response
 
 
 @defer.inlineCallbacks

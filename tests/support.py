@@ -21,8 +21,10 @@ from txamqp.protocol import AMQClient
 from kaazing_promo.config import loadConfig
 from kaazing_promo.tomlwriter import dumpToml
 from kaazing_promo.tap import GatewayService
+from tests import ROOT
+from tests.authfixtures import writeUsersFile
 
-SPEC_PATH = os.path.join(os.path.dirname(__file__), "..", "kaazing_promo", "amqp", "specs", "amqp0-9-1.xml")
+SPEC_PATH = os.path.join(ROOT, "kaazing_promo", "amqp", "specs", "amqp0-9-1.xml")
 TXAMQP_SPEC = txamqp.spec.load(SPEC_PATH)
 BROKER = "tcp:host=127.0.0.1:port=5672"
 RABBITMQCTL = os.environ.get("RABBITMQCTL", "rabbitmqctl")
@@ -280,3 +282,52 @@ def closeClient(client):
 
 class IntegrationTestCase(GatewayTestMixin, unittest.TestCase):
     timeout = 60
+
+
+#: The gateway users' passwords in L{PromotionTestCase}'s users.cnf.
+PASSWORDS = {"joe.smith": "joe-password", "alice": "alice-password"}
+
+
+class PromotionTestCase(IntegrationTestCase):
+    """
+    A gateway with the internal realm over a users.cnf made for the test,
+    both listeners requiring authentication.
+    """
+
+    listenerOptions = {}
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.smithj = uniqueName("smithj")
+        self.webuser = uniqueName("webuser")
+        self.vhostA, self.vhostB = uniqueName("vhost-a"), uniqueName("vhost-b")
+        yield createUsers({self.smithj: "smithj-pw", self.webuser: "webuser-pw"}, [self.vhostA, self.vhostB])
+        self.addCleanup(deleteUsers, [self.smithj, self.webuser], [self.vhostA, self.vhostB])
+        self.directory = self.mktemp()
+        writeUsersFile(self.directory, self.users())
+        yield self.startGateway(gatewayConfig(self.directory, **self.configuration()))
+
+    def users(self):
+        return {"joe.smith": (PASSWORDS["joe.smith"], ["Tyche"]), "alice": (PASSWORDS["alice"], ["Everyone"])}
+
+    def listeners(self):
+        return [dict(name="web", protocol="websocket", endpoint="tcp:0:interface=127.0.0.1",
+                     **self.listenerOptions),
+                dict(name="amqp", protocol="amqp", endpoint="tcp:0:interface=127.0.0.1", **self.listenerOptions)]
+
+    def promotion(self):
+        return {"mode": "mapping", "map": {"joe.smith": self.smithj, "alice": self.webuser},
+                "secrets": {self.smithj: "smithj-pw", self.webuser: "webuser-pw"}}
+
+    def configuration(self):
+        return dict(user_auth="internal", listeners=self.listeners(), promotion=self.promotion())
+
+    def connect(self, listener, user, password, **kwargs):
+        """
+        Connect as C{user} through C{listener}: on the WebSocket listener
+        the gateway credentials go in the upgrade and the AMQP client sends
+        mallory/xyz; on the AMQP listener they are the SASL credentials.
+        """
+        if listener == "web":
+            return connectWebSocket(self.ports["web"], headers=basicHeader(user, password), **kwargs)
+        return connectTCP(self.ports["amqp"], user, password, **kwargs)

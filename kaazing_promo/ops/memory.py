@@ -3,7 +3,7 @@ Giving memory back after a busy spell.
 
 A gateway's memory follows its connections up; it does not follow them back
 down by itself.  CPython frees a closed connection's objects at once (the
-gateway keeps none of them in a reference cycle: tests/test_memory.py), but
+gateway keeps none of them in a reference cycle: tests/integration/test_memory.py), but
 what Twisted's own connectors leave in cycles waits for the collector's
 rare full collection, and neither pymalloc nor glibc hands freed pages back
 to the system unless asked.  So, like a garbage-collected runtime's

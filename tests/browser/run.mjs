@@ -1,5 +1,5 @@
 // Drives Debian's chromium through the gateway's demo page with
-// playwright-core.  tests/test_browser.py runs it against an in-process
+// playwright-core.  tests/integration/test_browser.py runs it against an in-process
 // gateway; by hand:
 //
 //   node tests/browser/run.mjs --url http://127.0.0.1:8080/ --out /tmp/shots \
