@@ -595,7 +595,10 @@ class GatewaySite(server.Site):
     protocol = GatewayHTTPChannel
 
     def __init__(self, resource, context):
-        server.Site.__init__(self, resource)
+        # No idle timer of twisted.web's own: the connection's handshake
+        # deadline closes a silent or idle one (and runs again after each
+        # answered request), one timer per connection instead of two.
+        server.Site.__init__(self, resource, timeout=None)
         self.context = context
 
     def log(self, request):
