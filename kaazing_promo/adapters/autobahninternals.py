@@ -12,10 +12,18 @@ What the gateway needs from Autobahn beyond its public API, in one place.
     connection that ends first.
   - Its accelerated masker, C{_nvx_xormasker}, is called directly: its
     Python wrapper costs ~3x at 4 KiB.
+  - Each new connection pretty-prints the protocol's whole configuration
+    for a debug line (C{pformat} in C{autobahn.websocket.protocol}) whether
+    or not anyone logs debug: 7% of a WebSocket setup's gateway CPU
+    (issue 19's profile).  L{formatConfigurationLazily} makes that text be
+    made only when an observer formats the event.
 
 L{check} names whatever of this an Autobahn upgrade removed.
 """
 
+import pprint
+
+from autobahn.websocket import protocol as _protocolModule
 from autobahn.websocket.protocol import WebSocketProtocol
 
 try:
@@ -38,6 +46,9 @@ def check():
             missing.append(f"WebSocketProtocol.{name}")
     if "_batched_timer" not in WebSocketProtocol._connectionMade.__code__.co_names:
         missing.append("WebSocketServerFactory._batched_timer")
+    if not callable(getattr(_protocolModule, "pformat", None)) or \
+            "pformat" not in WebSocketProtocol._connectionMade.__code__.co_names:
+        missing.append("autobahn.websocket.protocol.pformat")
     if "closeHandshakeTimeoutCall" not in WebSocketProtocol._connectionMade.__code__.co_names:
         missing.append("WebSocketProtocol.closeHandshakeTimeoutCall")
     return missing
@@ -79,3 +90,28 @@ def nativeMasker():
     @return: C{(ffi, lib)} of Autobahn's NVX masker, or C{(None, None)}.
     """
     return _ffi, _nvx
+
+
+class _LazyPrettyText:
+    """
+    C{pformat(value)}, made when (and if) the text is asked for.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value):
+        self._value = value
+
+    def __str__(self):
+        return pprint.pformat(self._value)
+
+    def __format__(self, spec):
+        return format(str(self), spec)
+
+
+def formatConfigurationLazily():
+    """
+    Autobahn's per-connection configuration dump costs nothing unless a
+    debug observer formats it.
+    """
+    _protocolModule.pformat = _LazyPrettyText

@@ -70,6 +70,13 @@ class _NoObserver:
     renewed = finished = opened
 
 
+def _rateLimited(denial):
+    """
+    The client's Close text for a rate-limited login: which limit, and when to come back.
+    """
+    return f"ACCESS_REFUSED - {denial.reason}; retry after {denial.retryAfter} s"
+
+
 class State(enum.Enum):
     HEADER = "waiting for the protocol header"
     START = "waiting for the client's Start-Ok"
@@ -365,7 +372,7 @@ class GatewaySession:
         self.outcome, self.reason = denial.outcome, denial.reason
         text = f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism.decode()}"
         if denial.outcome == "rate-limited":
-            text = f"ACCESS_REFUSED - too many failed logins; retry after {denial.retryAfter} s"
+            text = _rateLimited(denial)
         self._fail(ACCESS_REFUSED, text, log=False)
 
     def _tuneOk(self, method, raw):
@@ -717,7 +724,7 @@ class GatewaySession:
         self.outcome, self.reason = denial.outcome, f"update-secret refused: {denial.reason}"
         text = "ACCESS_REFUSED - the new secret was refused"
         if denial.outcome == "rate-limited":
-            text = f"ACCESS_REFUSED - too many failed logins; retry after {denial.retryAfter} s"
+            text = _rateLimited(denial)
         self._fail(ACCESS_REFUSED, text, log=False, classMethod=(10, _UPDATE_SECRET))
 
     def _hold(self, data):

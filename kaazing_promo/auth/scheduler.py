@@ -62,6 +62,8 @@ class FairScheduler:
         self.running = 0
         self.waiting = 0
         self._queues = {}
+        self._bySize = {}
+        self._largest = 0
         self._used = {}
         self._order = itertools.count()
 
@@ -76,7 +78,9 @@ class FairScheduler:
             L{ClientGone} or L{Overloaded}.
         """
         job = _Job(host, stillThere, work, next(self._order))
-        self._queues.setdefault(host, collections.deque()).append(job)
+        queue = self._queues.setdefault(host, collections.deque())
+        self._resized(host, len(queue), len(queue) + 1)
+        queue.append(job)
         self.waiting += 1
         d = job.deferred
         if self.waiting > self.maxWaiting:
@@ -91,19 +95,37 @@ class FairScheduler:
         a place (a storm of people logging in from as many addresses is
         bounded by the listeners' connection limits, not refused here).
         """
-        host = max(self._queues, key=lambda h: (len(self._queues[h]), self._recentUse(h)))
-        if len(self._queues[host]) < 2:
+        # Hosts by how many checks they have waiting: finding the biggest
+        # costs the per-host cap at most, not a scan of every waiting host
+        # (a storm of thousands of hosts arrives while this is full).
+        size = self._largest
+        while size > 1 and not self._bySize.get(size):
+            size -= 1
+        self._largest = size
+        if size < 2:
             return
+        host = max(self._bySize[size], key=self._recentUse)
         job = self._take(host, newest=True)
         job.deferred.errback(Overloaded())
 
     def _take(self, host, newest=False):
         queue = self._queues[host]
+        self._resized(host, len(queue), len(queue) - 1)
         job = queue.pop() if newest else queue.popleft()
         if not queue:
             del self._queues[host]
         self.waiting -= 1
         return job
+
+    def _resized(self, host, old, new):
+        if old:
+            hosts = self._bySize[old]
+            hosts.discard(host)
+            if not hosts:
+                del self._bySize[old]
+        if new:
+            self._bySize.setdefault(new, set()).add(host)
+            self._largest = max(self._largest, new)
 
     def _recentUse(self, host):
         starts = self._used.get(host)

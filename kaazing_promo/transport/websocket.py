@@ -23,7 +23,8 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 from zope.interface import implementer
 
-from kaazing_promo.adapters.autobahninternals import betweenFrames, cancelCloseHandshakeTimer, parseFrames, useTimers
+from kaazing_promo.adapters.autobahninternals import (
+    betweenFrames, cancelCloseHandshakeTimer, formatConfigurationLazily, parseFrames, useTimers)
 from kaazing_promo.adapters.twistedinternals import writeNow
 from kaazing_promo.amqp.broker import setNoDelay
 from kaazing_promo.errors import LoginDenied
@@ -34,6 +35,8 @@ from kaazing_promo.transport.hosts import HostCheckedRoot
 from kaazing_promo.transport.pump import CoupledTransports
 from kaazing_promo.transport.webroot import WebRoot
 from kaazing_promo.transport.wsframes import MaskedFrameReader, binaryFrameHeader
+
+formatConfigurationLazily()
 
 SUBPROTOCOL = "amqp"
 CLOSE_NORMAL = 1000

@@ -85,3 +85,22 @@ class WriteNowTests(TestCase):
         self.assertEqual(transport._tempDataLen, 6)
         data = yield self.received.arrived
         self.assertEqual(data, b"abcdef")
+
+
+class LazyConfigurationTextTests(SynchronousTestCase):
+
+    def test_19_configurationFormattedOnlyWhenLogged(self):
+        """
+        Issue 19: Autobahn's per-connection configuration dump is not
+        pretty-printed unless an observer formats it; when one does, the
+        text is the same.
+        """
+        from autobahn.websocket import protocol
+        import kaazing_promo.transport.websocket  # noqa: F401 (installs it)
+        formatted = []
+        value = [("openHandshakeTimeout", 0, "GatewayWebSocketFactory")]
+        self.patch(autobahninternals.pprint, "pformat", lambda v: formatted.append(v) or "text")
+        lazy = protocol.pformat(value)
+        self.assertEqual(formatted, [])
+        self.assertEqual("\n{attrs}".format(attrs=lazy), "\ntext")
+        self.assertEqual(formatted, [value])
