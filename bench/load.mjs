@@ -25,6 +25,8 @@
 //   frameMax: 131072,
 //   size, count, window,       // throughput / latency / publish
 //   concurrency, connections,  // setup / hold
+//   sources: ["127.0.20.1", ...]     // setup/hold: worker k connects from sources[k % n]
+//                              // (the gateway's login protection counts per host)
 //   queue,                     // consume / publish: a named queue
 //   interval,                  // probe: ms between round trips
 //   timeout                    // seconds, for the whole run
@@ -49,6 +51,7 @@ deadline.unref()
 // amqp-client uses; these subclasses add Authorization: Basic (ws's options
 // and undici's WebSocketInit accept `headers`).
 let currentHeaders = null
+let currentSource = null
 const zeroMask = (mask) => mask.fill(0)
 const wsClient = (spec.target.kind === "ws" && (spec.target.wsClient || spec.wsClient)) || "browser"
 if (spec.target.kind === "ws" && (wsClient === "browser" || wsClient === "zero")) {
@@ -65,7 +68,8 @@ if (spec.target.kind === "ws" && (wsClient === "browser" || wsClient === "zero")
   if (wsClient === "zero") options.generateMask = zeroMask
   globalThis.WebSocket = class extends WS {
     constructor(url, protocols) {
-      super(url, protocols ?? [], { ...options, headers: currentHeaders || {} })
+      const extra = currentSource ? { localAddress: currentSource } : {}
+      super(url, protocols ?? [], { ...options, ...extra, headers: currentHeaders || {} })
     }
   }
 } else if (spec.target.kind === "ws" && wsClient === "native") {
@@ -86,23 +90,26 @@ if (spec.target.kind === "ws" && (wsClient === "browser" || wsClient === "zero")
   process.exit(2)
 }
 
-function makeClient(user, password) {
+function makeClient(user, password, source) {
   const t = spec.target
   const frameMax = spec.frameMax || 131072
   user = user ?? spec.user ?? "guest"
   password = password ?? spec.password ?? "guest"
   if (t.kind === "tcp") {
     const u = `amqp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${t.host}:${t.port}/?frameMax=${frameMax}`
-    return new AMQPClient(u)
+    // AMQPClient spreads its "TLS options" into net.connect's options.
+    return new AMQPClient(u, source ? { localAddress: source } : undefined)
   }
+  if (source && wsClient === "native") throw new Error("the native WebSocket cannot bind a source address")
+  currentSource = source || null
   currentHeaders = spec.basic
     ? { Authorization: "Basic " + Buffer.from(`${user}:${password}`).toString("base64") }
     : null
   return new AMQPWebSocketClient({ url: t.url, vhost: "/", username: user, password, frameMax })
 }
 
-async function connect(user, password) {
-  const c = makeClient(user, password)
+async function connect(user, password, source) {
+  const c = makeClient(user, password, source)
   await c.connect()
   if (c.socket && typeof c.socket.setNoDelay === "function") c.socket.setNoDelay(true)
   return c
@@ -194,6 +201,11 @@ async function latency() {
            meanMs: samples.reduce((a, b) => a + b, 0) / samples.length, maxMs: samples[samples.length - 1] }
 }
 
+function sourceOf(worker) {
+  const sources = spec.sources
+  return sources && sources.length ? sources[worker % sources.length] : undefined
+}
+
 function userAt(i) {
   const users = spec.users
   if (users && users.length) return users[i % users.length]
@@ -211,14 +223,15 @@ async function setup() {
   const errors = {}
   const times = []
   const t0 = now()
-  async function worker() {
+  async function worker(_, k) {
+    const source = sourceOf(k)
     while (next < total) {
       const i = next++
       const [user, password] = userAt(i)
       const s = now()
       let c = null
       try {
-        c = await connect(user, password)
+        c = await connect(user, password, source)
         times.push(now() - s)
         ok++
       } catch (e) {
@@ -248,12 +261,13 @@ async function hold() {
   let failed = 0
   const errors = {}
   const t0 = now()
-  async function worker() {
+  async function worker(_, k) {
+    const source = sourceOf(k)
     while (next < total && failed <= maxFailures) {
       const i = next++
       const [user, password] = userAt(i)
       try {
-        const c = await connect(user, password)
+        const c = await connect(user, password, source)
         c.onerror = () => {}
         held.push(c)
       } catch (e) {
