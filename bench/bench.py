@@ -510,6 +510,36 @@ class Bench:
             self.results["profiles"][label] = entry
             self.save()
 
+    def _startSpy(self, pid, fmt, path):
+        pyspy = os.path.join(BENCH_VENV, "bin", "py-spy")
+        spy = subprocess.Popen([pyspy, "record", "--pid", str(pid), "--rate", "200", "--idle", "--format", fmt,
+                                "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=os.setpgrp)
+        spy.path = path
+        time.sleep(1.0)
+        return spy
+
+    def _stopSpy(self, spy, label, what):
+        """
+        Stop a py-spy of L{_startSpy} and keep its analysis next to the results.
+
+        @return: the profile's entry (files, analysis).
+        """
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+        if not os.path.exists(spy.path):
+            return {"error": spy.stderr.read().decode()[-300:]}
+        analysis = report.analyseCollapsed(spy.path)
+        shutil.copy(spy.path, os.path.join(self.resultsDir, f"{self.ts}-{label}-pyspy.collapsed"))
+        with open(os.path.join(self.resultsDir, f"{self.ts}-{label}-pyspy.txt"), "w") as f:
+            f.write(f"{what}\n" + report.profileText(analysis))
+        return {"text": f"{self.ts}-{label}-pyspy.txt", "collapsed": f"{self.ts}-{label}-pyspy.collapsed",
+                "idleShare": analysis["idleShare"], "threadBusySamples": analysis["threadBusySamples"],
+                "samples": analysis["samples"], "top": analysis["top"][:10]}
+
     def _spy(self, pyspy, fmt, path, spec):
         spy = subprocess.Popen([pyspy, "record", "--pid", str(self.env.gateway.pid), "--rate", "200", "--idle",
                                 "--format", fmt, "-o", path],
@@ -902,6 +932,8 @@ class Bench:
             probe.proc.stdin.flush()
             if probe.event().get("event") != "started":
                 raise LoadError("the probe did not start")
+            spy = self._startSpy(child.pid, "raw", os.path.join(env.base, f"storm-{variant}.collapsed")) \
+                if o.storm_profile else None
             ru0 = os.times()
             with CpuMeter(pids) as meter:
                 release.set()
@@ -910,6 +942,9 @@ class Bench:
                     t.join(max(0.1, t0 + cap + 30 - time.monotonic()))
                 wall = time.monotonic() - t0
             ru1 = os.times()
+            if spy is not None:
+                out["profile"] = self._stopSpy(spy, f"storm-{variant}", f"login storm ({variant}), {o.storm_users:,} "
+                                               "users, every thread of the gateway")
             probe.proc.stdin.write("stop\n")
             probe.proc.stdin.flush()
             probeResult = probe.event().get("result")
@@ -1199,6 +1234,8 @@ def parseArgs(argv):
                         "pool and the reactor) and/or 'defaults' (every listener setting at its default)")
     p.add_argument("--storm-listener-option", action="append", default=[], metavar="KEY=VALUE",
                    help="login-storm: a TOML listener setting for every row (repeatable), e.g. handshake_timeout=60.0")
+    p.add_argument("--storm-profile", action="store_true",
+                   help="login-storm: py-spy on the gateway during each row (slows it: the row is then not judged)")
     p.add_argument("--no-delegated", action="store_true", help="skip the delegated realm (stub API Gateway)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     p.add_argument("--results", default=os.path.join(HERE, "results"), help="where results go")

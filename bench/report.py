@@ -224,8 +224,9 @@ def markdown(results):
             idle, load = probe.get("idle") or {}, probe.get("load") or {}
             failures = ", ".join(f"{k} {v:,}" for k, v in sorted((r.get("failures") or {}).items())) or "none"
             allIn = r.get("totalSeconds")
+            label = r["variant"] + (" (py-spy attached)" if r.get("profile") else "")
             out.append(
-                f"| {r['variant']} | {_n(r['users'])} | {_n(r['hashSeconds'] * 1e3)} / "
+                f"| {label} | {_n(r['users'])} | {_n(r['hashSeconds'] * 1e3)} / "
                 f"{_n((r.get('hashSecondsAfter') or 0) * 1e3)} | {_n(r['idealSeconds'], 1)} | "
                 f"{_n(r['boundSeconds'], 1)} | "
                 f"{_n(allIn, 1) if allIn is not None else 'not all (last ok ' + _n(r.get('lastOkSeconds'), 1) + ')'}"
@@ -234,6 +235,11 @@ def markdown(results):
                 f"{_n(load.get('p99ms'), 2)} / {_n(load.get('maxMs'), 1)} ({_n(load.get('samples'))} samples) | "
                 f"{r.get('loadAverageBefore')} → {r.get('loadAverageAfter')} |")
         for r in ls:
+            prof = r.get("profile") or {}
+            if prof.get("text"):
+                out += ["", f"`{r['variant']}` was profiled (py-spy on every thread of the gateway, slowing it): "
+                        f"`{prof['text']}`; the reactor thread was idle in {prof['idleShare'] * 100:.1f}% of "
+                        f"{prof['samples']:,} samples, thread-pool threads busy in {prof['threadBusySamples']:,}."]
             if r.get("outcomes"):
                 out.append("")
                 out.append(f"`{r['variant']}`: listener options {r.get('listenerOptions') or 'none (defaults)'}; "
@@ -317,7 +323,8 @@ def _issue19(results):
                          f"| {x:,.0f}/s ÷ {direct:,.0f}/s (direct) | **{x / direct:.2f}×** | ≥ {need:.2f}× | "
                          f"{_verdict(x >= need * direct)} |")
     for r in _rows(results, "login-storm"):
-        if r.get("error") or r.get("variant") != "patient":
+        if r.get("error") or r.get("variant") != "patient" or r.get("profile"):
+            # A profiled row is slowed by py-spy: not judged.
             continue
         allIn = r.get("totalSeconds")
         lines.append(f"| login storm, {r['users']:,} users at once, AMQP listener | "
