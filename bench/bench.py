@@ -1097,7 +1097,9 @@ def stormClient(abuse, port, source, user, password, release, cap, results, inde
             break
         except abuse.Closed as e:
             kind = e.answer.kind
-            failures[kind] += 1
+            # The answer as the client saw it ("close 403 … retry after N s",
+            # "connection closed"), numbers blanked.
+            failures[e.answer.raw] += 1
             out["outcome"] = e.answer.raw
             if kind == "realm" or time.monotonic() + 1 >= deadline:
                 break
