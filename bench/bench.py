@@ -9,11 +9,13 @@ starts is stopped at the end, also on failure or Ctrl-C.
 """
 
 import argparse
+import collections
 import datetime
 import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import statistics
 import subprocess
@@ -24,7 +26,8 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+# This checkout's kaazing_promo (users.cnf, hashes), as for the gateway.
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import infra  # noqa: E402
 import report  # noqa: E402
@@ -33,6 +36,10 @@ NODE = os.environ.get("BENCH_NODE", "node")
 LOAD = os.path.join(HERE, "load.mjs")
 BENCH_VENV = os.environ.get("BENCH_VENV", os.path.join(HERE, ".venv"))
 PROJECT_VENV = os.environ.get("KAAZING_PROMO_VENV") or os.path.dirname(os.path.dirname(sys.executable))
+CHECKOUT = os.path.dirname(HERE)
+#: The gateway runs this checkout's code with the venv's libraries, whatever
+#: copy of kaazing_promo the venv has installed (as bench/abuse.py does).
+GATEWAY_ENV = dict(os.environ, PYTHONPATH=CHECKOUT)
 
 
 def log(*parts):
@@ -49,7 +56,15 @@ def nodeArgv(spec):
     return [NODE, "--experimental-websocket", "--no-warnings", LOAD, json.dumps(spec)]
 
 
-WS_CLIENT = "ws"
+#: The WebSocket under the load generator (load.mjs): "browser" (ws with
+#: random masking keys XORed natively by bufferutil, as browsers), "zero"
+#: (an all-zero key: the relay's CPU only) or "native" (undici, masks in JS).
+WS_CLIENT = "browser"
+WS_CLIENTS = {
+    "browser": "the ws package with a random masking key per frame, XORed natively (bufferutil), as browsers do",
+    "zero": "the ws package with an all-zero masking key (the client skips masking; the relay unmasks as usual)",
+    "native": "Node's built-in WebSocket (undici), which masks in JavaScript",
+}
 
 
 def runLoad(spec, timeout=None):
@@ -241,10 +256,34 @@ class Environment:
         @return: C{(child, ports, start-up seconds)}.
         """
         path, ports = self.gatewayConfig(name, realm, usersCnf)
+        return self._spawnGateway(name, path, ports)
+
+    def startStormGateway(self, name, usersCnf, options):
+        """
+        A gateway with one AMQP listener (C{auth = "required"}, the internal
+        realm over C{usersCnf}, every setting at its default but
+        C{options}), for the login storm.
+
+        @return: C{(child, ports)}.
+        """
+        ports = {"amqp": infra.freePort()}
+        lines = ['user_auth = "internal"', "", "[broker]", f'endpoint = "tcp:host=127.0.0.1:port={self.rabbit.port}"',
+                 "", "[[listeners]]", 'name = "storm"', 'protocol = "amqp"',
+                 f'endpoint = "tcp:port={ports["amqp"]}:interface=127.0.0.1"', 'auth = "required"']
+        lines += [f"{key} = {value}" for key, value in options.items()]
+        lines += ["", "[internal]", f"users_cnf = {json.dumps(usersCnf)}", "",
+                  "[promotion]", 'mode = "consolidated"', 'user = "guest"', 'secrets_file = "broker-secrets.toml"', ""]
+        path = os.path.join(self.base, f"{name}.toml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines))
+        child, ports, _ = self._spawnGateway(name, path, ports)
+        return child, ports
+
+    def _spawnGateway(self, name, path, ports):
         twistd = os.path.join(PROJECT_VENV, "bin", "twistd")
         t0 = time.monotonic()
         gw = self.child(name, [twistd, "-n", "--pidfile=", "--logfile", os.path.join(self.base, f"{name}.twistd.log"),
-                               "kaazing-promo", "--config", path])
+                               "kaazing-promo", "--config", path], env=GATEWAY_ENV)
         for port in ports.values():
             infra.waitForPort(port, 30, gw.proc, f"gateway {name}")
         startup = time.monotonic() - t0
@@ -275,8 +314,26 @@ def tcpTarget(port):
     return {"kind": "tcp", "host": "127.0.0.1", "port": port}
 
 
-def wsTarget(port, path="/amqp"):
-    return {"kind": "ws", "url": f"ws://127.0.0.1:{port}{path}"}
+def wsTarget(port, path="/amqp", client=None):
+    """
+    @param client: the WebSocket client for this target (L{WS_CLIENTS}); by
+        default the run's C{--ws-client}.
+    """
+    target = {"kind": "ws", "url": f"ws://127.0.0.1:{port}{path}"}
+    if client:
+        target["wsClient"] = client
+    return target
+
+
+def setupSources(concurrency):
+    """
+    One loopback source address per connection-opening worker of load.mjs
+    (127.0.20.1, …): the gateway's login protection counts logins in flight
+    per host (at most C{max_failed_logins}, 10), and 50 browsers opening at
+    once are 50 hosts.  Every target gets the same, so the ratios compare
+    like with like.
+    """
+    return [f"127.0.{20 + k // 250}.{1 + k % 250}" for k in range(concurrency)]
 
 
 class CpuMeter:
@@ -326,13 +383,18 @@ class Bench:
 
     def allTargets(self):
         env = self.env
-        return {
+        out = {
             "direct": tcpTarget(env.rabbit.port),
             "socat": tcpTarget(env.socatPort),
             "gateway-tcp": tcpTarget(env.ports["tcp-open"]),
             "gateway-ws": wsTarget(env.ports["ws-open"]),
             "websockify": wsTarget(env.websockifyPort, "/"),
         }
+        if WS_CLIENT != "zero":
+            # The relay's own CPU: a client that skips masking (all-zero
+            # key) costs less than a browser; the gateway's work is the same.
+            out["gateway-ws-zeromask"] = wsTarget(env.ports["ws-open"], client="zero")
+        return out
 
     # throughput ---------------------------------------------------------------
     def throughput(self):
@@ -382,9 +444,10 @@ class Bench:
 
     def profiles(self, ts, resultsDir):
         """
-        py-spy on the gateway, each while one load runs: the WebSocket path
-        at 16 B (also as a flame graph SVG) and 4 KiB, the TCP path at
-        64 KiB, and WebSocket connection setup (Basic, warm cache).
+        py-spy on the gateway, each while one load runs: both listeners'
+        throughput at 16 B (the WebSocket one also as a flame graph SVG)
+        and 4 KiB, the TCP path at 64 KiB, sequential round trips through
+        each listener, and connection setup through each (warm cache).
         """
         pyspy = os.path.join(BENCH_VENV, "bin", "py-spy")
         if not os.path.exists(pyspy):
@@ -392,21 +455,39 @@ class Bench:
             return
         t = self.allTargets()
         o = self.opts
+        # The setup profiles log in users from the end of the list: the
+        # setup scenario's cold rows of this gateway start from the front.
+        users = [list(u) for u in self.env.users]
+        wsUsers, tcpUsers = users[-200:], users[-400:-200] or users[:200]
         plan = [
             ("ws", "WebSocket throughput, 16 B", {"scenario": "throughput", "target": t["gateway-ws"], "size": 16,
                                                   "count": o.profile_messages}, True),
             ("ws-4k", "WebSocket throughput, 4 KiB", {"scenario": "throughput", "target": t["gateway-ws"],
                                                       "size": 4096, "count": o.profile_messages // 4}, False),
+            ("tcp", "AMQP listener throughput, 16 B", {"scenario": "throughput", "target": t["gateway-tcp"],
+                                                       "size": 16, "count": o.profile_messages}, False),
+            ("tcp-4k", "AMQP listener throughput, 4 KiB", {"scenario": "throughput", "target": t["gateway-tcp"],
+                                                           "size": 4096, "count": o.profile_messages // 4}, False),
             ("tcp-64k", "TCP throughput, 64 KiB", {"scenario": "throughput", "target": t["gateway-tcp"],
                                                    "size": 65536, "count": o.profile_messages // 20}, False),
+            ("ws-latency", "WebSocket sequential round trips, 16 B",
+             {"scenario": "latency", "target": t["gateway-ws"], "size": 16, "count": o.profile_messages // 15},
+             False),
+            ("tcp-latency", "AMQP listener sequential round trips, 16 B",
+             {"scenario": "latency", "target": t["gateway-tcp"], "size": 16, "count": o.profile_messages // 15},
+             False),
             ("ws-setup", "WebSocket connection setup (internal realm, Basic, warm cache)",
              {"scenario": "setup", "target": wsTarget(self.env.ports["ws-auth"]), "basic": True,
-              "users": [list(u) for u in self.env.users[:200]], "connections": o.setup_connections,
-              "concurrency": o.concurrency}, False),
+              "users": wsUsers, "connections": o.setup_connections, "concurrency": o.concurrency,
+              "sources": setupSources(o.concurrency)}, False),
+            ("tcp-setup", "AMQP listener connection setup (internal realm, PLAIN, warm cache)",
+             {"scenario": "setup", "target": tcpTarget(self.env.ports["tcp-auth"]),
+              "users": tcpUsers, "connections": o.setup_connections,
+              "concurrency": o.concurrency, "sources": setupSources(o.concurrency)}, False),
         ]
         self.results["profiles"] = {}
         for label, what, spec, svg in plan:
-            if label == "ws-setup":
+            if label.endswith("-setup"):
                 # Warm the verify cache first: the profile is of the warm path.
                 runLoad(dict(spec, connections=200))
             entry = {"what": what}
@@ -429,6 +510,36 @@ class Bench:
             self.results["profiles"][label] = entry
             self.save()
 
+    def _startSpy(self, pid, fmt, path):
+        pyspy = os.path.join(BENCH_VENV, "bin", "py-spy")
+        spy = subprocess.Popen([pyspy, "record", "--pid", str(pid), "--rate", "200", "--idle", "--format", fmt,
+                                "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=os.setpgrp)
+        spy.path = path
+        time.sleep(1.0)
+        return spy
+
+    def _stopSpy(self, spy, label, what):
+        """
+        Stop a py-spy of L{_startSpy} and keep its analysis next to the results.
+
+        @return: the profile's entry (files, analysis).
+        """
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+        if not os.path.exists(spy.path):
+            return {"error": spy.stderr.read().decode()[-300:]}
+        analysis = report.analyseCollapsed(spy.path)
+        shutil.copy(spy.path, os.path.join(self.resultsDir, f"{self.ts}-{label}-pyspy.collapsed"))
+        with open(os.path.join(self.resultsDir, f"{self.ts}-{label}-pyspy.txt"), "w") as f:
+            f.write(f"{what}\n" + report.profileText(analysis))
+        return {"text": f"{self.ts}-{label}-pyspy.txt", "collapsed": f"{self.ts}-{label}-pyspy.collapsed",
+                "idleShare": analysis["idleShare"], "threadBusySamples": analysis["threadBusySamples"],
+                "samples": analysis["samples"], "top": analysis["top"][:10]}
+
     def _spy(self, pyspy, fmt, path, spec):
         spy = subprocess.Popen([pyspy, "record", "--pid", str(self.env.gateway.pid), "--rate", "200", "--idle",
                                 "--format", fmt, "-o", path],
@@ -436,7 +547,7 @@ class Bench:
         time.sleep(1.0)
         try:
             res = runLoad(spec)
-            rate = res.get("msgPerSec") or res.get("perSec")
+            rate = res.get("msgPerSec") or res.get("perSec") or (1e3 / res["p50ms"] if res.get("p50ms") else 0)
             log(f"profiled ({fmt}) {spec['scenario']} {spec.get('size', '')}: {rate:,.0f}/s (py-spy slows it)")
         except LoadError as e:
             log(f"profiled run failed: {e}")
@@ -510,7 +621,7 @@ class Bench:
             connections = o.setup_connections if name != "websockify" else min(o.setup_connections,
                                                                                  o.setup_connections_peers)
             spec = {"scenario": "setup", "target": target, "users": users, "basic": basic,
-                    "concurrency": o.concurrency}
+                    "concurrency": o.concurrency, "sources": setupSources(o.concurrency)}
             phases = [("warm", connections)]
             if name.startswith("gateway"):
                 # First login of every user: the realm's real cost (PBKDF2 at
@@ -595,6 +706,7 @@ class Bench:
         fds0 = infra.openFiles(pid)
         lp = LoadProcess({"scenario": "hold", "target": target, "users": creds, "basic": basic,
                           "connections": count, "concurrency": self.opts.concurrency,
+                          "sources": setupSources(self.opts.concurrency),
                           "timeout": max(120, count // 50), "maxFailures": 50})
         row = {"scenario": "held", "target": name, "requested": count,
                "memoryOf": "broker (beam.smp)" if name == "direct" else f"{name} process tree"}
@@ -730,7 +842,8 @@ class Bench:
                     for phase, n in (("cold", len(users)), ("warm", 1000)):
                         try:
                             res = runLoad({"scenario": "setup", "target": target, "users": users,
-                                           "connections": n, "concurrency": o.concurrency})
+                                           "connections": n, "concurrency": o.concurrency,
+                                           "sources": setupSources(o.concurrency)})
                             row[f"{phase}PerSec"] = res["perSec"]
                             row[f"{phase}OpenP50ms"] = res["openP50ms"]
                             row[f"{phase}Failed"] = res["failed"]
@@ -746,8 +859,272 @@ class Bench:
             self.results["rows"].append(row)
             self.save()
 
+    # login storm ------------------------------------------------------------------
+    def loginStorm(self):
+        """
+        C{--storm-users} distinct users (default hash cost) log in at once
+        over the AMQP listener of a fresh gateway, each from its own
+        loopback address, while an already open connection makes a round
+        trip every 10 ms.  One row per C{--storm-variants}: C{patient} (the
+        listener's C{handshake_timeout} raised above the storm's length, so
+        the row measures the hashing pool and the reactor) and C{defaults}
+        (every setting at its default, as a real deployment meets a storm).
+        """
+        o = self.opts
+        usersCnf, hashingSeconds = stormUsersCnf(o.storm_users)
+        log(f"login storm: {o.storm_users:,} users at the default hash cost in {usersCnf}"
+            + (f" (hashed in {hashingSeconds:.0f} s)" if hashingSeconds else " (cached)"))
+        for variant in o.storm_variants:
+            row = {"scenario": "login-storm", "variant": variant, "users": o.storm_users,
+                   "loadAverageBefore": loadAverage()}
+            try:
+                row.update(self._storm(variant, usersCnf))
+            except (LoadError, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                row["error"] = f"{type(e).__name__}: {e}"
+                log(f"login storm {variant} failed: {row['error']}")
+            row["loadAverageAfter"] = loadAverage()
+            self.results["rows"].append(row)
+            self.save()
+
+    def _storm(self, variant, usersCnf):
+        import abuse  # the source-bound AMQP client (connectFrom, AMQPClient, Closed)
+        o = self.opts
+        env = self.env
+        cores = os.cpu_count() or 1
+        # One hash's time, median of 5 just before the storm (and 5 more after
+        # it, in the row): the shared machine's load moves it.
+        hashRuns = hashTimes()
+        hashSeconds = statistics.median(w for w, _ in hashRuns)
+        ideal = o.storm_users * hashSeconds / cores
+        bound = 1.2 * ideal
+        # The storm gives up at 3x the bound (or a minute): a row that has not
+        # finished by then has failed its target whatever it would have done.
+        cap = max(60.0, 3 * bound)
+        options = dict(o.storm_listener_option)
+        if variant == "patient":
+            options.setdefault("handshake_timeout", f"{cap + 30:.0f}.0")
+        child, ports = env.startStormGateway(f"gateway-storm-{variant}", usersCnf, options)
+        port = ports["amqp"]
+        out = {"cores": cores, "hashSeconds": hashSeconds, "hashRuns": hashRuns, "idealSeconds": ideal,
+               "boundSeconds": bound, "capSeconds": cap, "listenerOptions": options}
+        log(f"login storm {variant}: one hash {hashSeconds * 1e3:.0f} ms (runs {hashRuns}), {cores} cores: "
+            f"ideal {ideal:.1f} s, bound (1.2x) {bound:.1f} s, cap {cap:.0f} s; listener options {options}")
+        probe = LoadProcess({"scenario": "probe", "target": tcpTarget(port), "user": STORM_PROBE_USER,
+                             "password": STORM_PROBE_PASSWORD, "interval": 10, "timeout": cap + 300})
+        try:
+            if probe.event().get("event") != "ready":
+                raise LoadError("the probe did not get ready")
+            time.sleep(2.0)  # an idle baseline for the probe
+            pids = {"gateway": child.pid, "broker": env.rabbit.vmPid}
+            results = [None] * o.storm_users
+            release = threading.Event()
+            threads = []
+            old = threading.stack_size(256 * 1024)
+            try:
+                for i in range(o.storm_users):
+                    t = threading.Thread(target=stormClient, daemon=True, args=(
+                        abuse, port, stormSource(i), stormUser(i), stormPassword(i), release, cap, results, i))
+                    t.start()
+                    threads.append(t)
+            finally:
+                threading.stack_size(old)
+            probe.proc.stdin.write("start\n")
+            probe.proc.stdin.flush()
+            if probe.event().get("event") != "started":
+                raise LoadError("the probe did not start")
+            spy = self._startSpy(child.pid, "raw", os.path.join(env.base, f"storm-{variant}.collapsed")) \
+                if o.storm_profile else None
+            ru0 = os.times()
+            with CpuMeter(pids) as meter:
+                release.set()
+                t0 = time.monotonic()
+                for t in threads:
+                    t.join(max(0.1, t0 + cap + 30 - time.monotonic()))
+                wall = time.monotonic() - t0
+            ru1 = os.times()
+            if spy is not None:
+                out["profile"] = self._stopSpy(spy, f"storm-{variant}", f"login storm ({variant}), {o.storm_users:,} "
+                                               "users, every thread of the gateway")
+            probe.proc.stdin.write("stop\n")
+            probe.proc.stdin.flush()
+            probeResult = probe.event().get("result")
+            hashAfter = hashTimes()
+        finally:
+            probe.kill()
+            env.stopChild(child)
+        done = [r for r in results if r is not None]
+        ok = [r for r in done if r["ok"]]
+        failures = collections.Counter()
+        for r in done:
+            failures.update(r["failures"])
+        outcomes = collections.Counter(r["outcome"] for r in done if not r["ok"])
+        loginTimes = sorted(r["seconds"] for r in ok)
+        connects = sorted(r["connectSeconds"] for r in done if r.get("connectSeconds") is not None)
+        out.update(
+            hashRunsAfter=hashAfter, hashSecondsAfter=statistics.median(w for w, _ in hashAfter),
+            hashCpuSeconds=statistics.median(c for _, c in hashRuns + hashAfter),
+            idealAfterSeconds=o.storm_users * statistics.median(w for w, _ in hashRuns + hashAfter) / cores,
+            ok=len(ok), failed=o.storm_users - len(ok), attempts=sum(r["attempts"] for r in done),
+            failures=dict(failures), outcomes=dict(outcomes),
+            totalSeconds=loginTimes[-1] if len(ok) == o.storm_users else None,
+            lastOkSeconds=loginTimes[-1] if loginTimes else None, wallSeconds=wall,
+            loginP50Seconds=_pct(loginTimes, 50), loginP99Seconds=_pct(loginTimes, 99),
+            firstConnectP50Seconds=_pct(connects, 50), firstConnectMaxSeconds=connects[-1] if connects else None,
+            gatewayCpuSeconds=meter.used.get("gateway"), gatewayCores=meter.used.get("gateway", 0) / wall,
+            brokerCpuSeconds=meter.used.get("broker"),
+            clientCpuSeconds=(ru1.user + ru1.system) - (ru0.user + ru0.system), probe=probeResult)
+        p = probeResult or {}
+        log(f"login storm {variant}: {len(ok):,} of {o.storm_users:,} logged in, last after "
+            f"{out['lastOkSeconds'] or 0:.1f} s (bound {bound:.1f} s); attempts {out['attempts']:,}, failures "
+            f"{dict(failures)}; gateway {out['gatewayCores']:.2f} cores; probe p50 "
+            f"{(p.get('load') or {}).get('p50ms') or 0:.2f} ms p99 {(p.get('load') or {}).get('p99ms') or 0:.2f} ms "
+            f"max {(p.get('load') or {}).get('maxMs') or 0:.1f} ms over {(p.get('load') or {}).get('samples', 0)}")
+        return out
+
     def save(self):
         report.write(self.results, self.resultsDir, self.ts)
+
+
+# -- login storm: users, clients ---------------------------------------------------
+
+#: Where bench/run keeps what is costly to make again (users.cnf files at
+#: the default hash cost), keyed by what they depend on.
+CACHE = os.environ.get("BENCH_CACHE", os.path.join(HERE, ".cache"))
+STORM_PROBE_USER = "storm-probe"
+STORM_PROBE_PASSWORD = "pw-storm-probe"
+
+
+def stormUser(i):
+    return f"storm{i:05d}"
+
+
+def stormPassword(i):
+    return f"pw-storm{i:05d}"
+
+
+def stormSource(i):
+    """
+    The storm's client C{i} logs in from its own loopback address (the
+    login protection counts per host): 127.0.10.1, 127.0.10.2, ….
+    """
+    return f"127.0.{10 + i // 250}.{1 + i % 250}"
+
+
+def _hashPassword(password):
+    from kaazing_promo.auth.passhash import makeHash
+    return makeHash(password)
+
+
+def stormUsersCnf(count):
+    """
+    A users.cnf of C{count} storm users and the probe's user, each at the
+    default hash cost (PBKDF2-SHA256, 600,000 iterations), made once in a
+    process pool (one process per core) and kept in L{CACHE}.
+
+    @return: C{(path, seconds spent hashing now)} (0 when it was cached).
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from kaazing_promo.auth.passhash import DEFAULT_ITERATIONS
+    from kaazing_promo.auth.userscnf import UserEntry, renderUsersCnf
+    path = os.path.join(CACHE, f"storm-users-{count}-pbkdf2-{DEFAULT_ITERATIONS}.cnf")
+    if os.path.exists(path):
+        return path, 0.0
+    os.makedirs(CACHE, exist_ok=True)
+    names = [stormUser(i) for i in range(count)] + [STORM_PROBE_USER]
+    passwords = [stormPassword(i) for i in range(count)] + [STORM_PROBE_PASSWORD]
+    log(f"hashing {len(names):,} passwords at {DEFAULT_ITERATIONS:,} iterations in {os.cpu_count()} processes "
+        f"(once; kept in {CACHE})")
+    t0 = time.monotonic()
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        hashes = list(pool.map(_hashPassword, passwords, chunksize=8))
+    entries = [UserEntry(n, h, frozenset(["Everybody"])) for n, h in zip(names, hashes)]
+    with open(path + ".tmp", "wb") as f:
+        f.write(renderUsersCnf(entries, {"Everybody": names}))
+    os.replace(path + ".tmp", path)
+    return path, time.monotonic() - t0
+
+
+def hashTimes(runs=5):
+    """
+    One password check at the default cost, one at a time on one core, now.
+
+    @return: C{[(wall seconds, CPU seconds)]}, one per run: on a shared
+        machine the wall time is the longer (the thread waits for a core).
+    """
+    from kaazing_promo.auth.passhash import makeHash, verify
+    h = makeHash("pw-timing")
+    times = []
+    for _ in range(runs):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        verify(h, "pw-timing")
+        times.append((round(time.perf_counter() - t0, 4), round(time.thread_time() - c0, 4)))
+    return times
+
+
+def stormClient(abuse, port, source, user, password, release, cap, results, index):
+    """
+    One storm user: once C{release} is set, log in over the AMQP listener
+    from C{source} (header, Start-Ok PLAIN, Tune-Ok, Open → Open-Ok, then
+    Close), as the page or an application would: a rate-limited answer
+    ("retry after") is tried again a second later, and so is a connection
+    the gateway closed (its handshake deadline passed), until C{cap}
+    seconds after the release.  Stores its result in C{results[index]}.
+    """
+    release.wait()
+    t0 = time.monotonic()
+    deadline = t0 + cap
+    failures = collections.Counter()
+    out = {"ok": False, "attempts": 0, "connectSeconds": None, "outcome": None}
+    while True:
+        out["attempts"] += 1
+        try:
+            sock = abuse.connectFrom(source, port, deadline)
+        except OSError as e:
+            failures[f"connect: {type(e).__name__}"] += 1
+            out["outcome"] = f"connect: {type(e).__name__}"
+            if time.monotonic() + 1 >= deadline:
+                break
+            time.sleep(1)
+            continue
+        if out["connectSeconds"] is None:
+            out["connectSeconds"] = time.monotonic() - t0
+        try:
+            client = abuse.AMQPClient(abuse.TcpPipe(sock, deadline))
+            client.login(user, password)
+            client.open()
+            out.update(ok=True, seconds=time.monotonic() - t0, outcome="open-ok")
+            break
+        except abuse.Closed as e:
+            kind = e.answer.kind
+            # The answer as the client saw it ("close 403 … retry after N s",
+            # "connection closed"), numbers blanked.
+            failures[e.answer.raw] += 1
+            out["outcome"] = e.answer.raw
+            if kind == "realm" or time.monotonic() + 1 >= deadline:
+                break
+            # The gateway says "retry after 1 s" when too many logins wait.
+            time.sleep(1)
+        except (socket.timeout, TimeoutError):
+            failures["timed out"] += 1
+            out["outcome"] = f"no Open-Ok within {cap:.0f} s"
+            break
+        except OSError as e:
+            failures[f"socket: {type(e).__name__}"] += 1
+            out["outcome"] = f"socket: {type(e).__name__}"
+            if time.monotonic() + 1 >= deadline:
+                break
+            time.sleep(1)
+        finally:
+            sock.close()
+    out["failures"] = dict(failures)
+    results[index] = out
+
+
+def _pct(values, p):
+    if not values:
+        return None
+    return values[min(len(values) - 1, max(0, -(-len(values) * p // 100) - 1))]
 
 
 # -- main -------------------------------------------------------------------------
@@ -760,7 +1137,7 @@ def loadAverage():
 def versions():
     def out(argv):
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30, env=GATEWAY_ENV).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             return "?"
     py = os.path.join(PROJECT_VENV, "bin", "python")
@@ -783,12 +1160,19 @@ def versions():
         "twisted": gw[1] if len(gw) > 1 else "?", "autobahn": gw[2] if len(gw) > 2 else "?",
         "rabbitmq": rabbit, "erlang_otp": erlang, "node": out([NODE, "--version"]), "amqp_client": client,
         "load_generator": f"@cloudamqp/amqp-client {client} on Node {out([NODE, '--version'])} "
-                          "(TCP: AMQPClient; WebSocket: AMQPWebSocketClient over "
-                          + ("the ws package, all-zero masking key (the client skips masking, the relay unmasks "
-                             "as usual)" if WS_CLIENT == "ws" else "Node's built-in WebSocket (masks in JS)") + ")",
+                          f"(TCP: AMQPClient; WebSocket: AMQPWebSocketClient over {WS_CLIENTS[WS_CLIENT]})",
+        "ws": _nodePackageVersion("ws"), "bufferutil": _nodePackageVersion("bufferutil"),
         "websockify": websockify, "socat": out(["socat", "-V"]).splitlines()[1] if out(["socat", "-V"]) else "?",
         "project_venv": PROJECT_VENV,
     }
+
+
+def _nodePackageVersion(name):
+    try:
+        with open(os.path.join(HERE, "node_modules", name, "package.json")) as f:
+            return json.load(f)["version"]
+    except (OSError, ValueError, KeyError):
+        return "?"
 
 
 def sourceDigest():
@@ -811,7 +1195,7 @@ def sourceDigest():
     checkout = os.path.join(os.path.dirname(HERE), "kaazing_promo")
     installed = subprocess.run([os.path.join(PROJECT_VENV, "bin", "python"), "-c",
                                 "import kaazing_promo, os; print(os.path.dirname(kaazing_promo.__file__))"],
-                               capture_output=True, text=True).stdout.strip()
+                               capture_output=True, text=True, env=GATEWAY_ENV).stdout.strip()
     out = {"checkout": digest(checkout) if os.path.isdir(checkout) else None,
            "installed": digest(installed) if installed and os.path.isdir(installed) else None}
     out["same"] = out["checkout"] == out["installed"]
@@ -833,15 +1217,27 @@ def parseArgs(argv):
     p.add_argument("--concurrency", type=int, default=50, help="connection opens in flight (default 50)")
     p.add_argument("--slow-mib", type=int, help="MiB published to the stalled consumer (default 256; quick 32)")
     p.add_argument("--max-pending-bytes", type=int, default=1048576, help="the gateway's max_pending_bytes")
-    p.add_argument("--scenarios", default="throughput,profile,latency,setup,held,slow,startup",
-                   help="comma-separated subset of throughput,profile,latency,setup,held,slow,startup")
+    p.add_argument("--scenarios", default="throughput,profile,latency,setup,held,slow,startup,login-storm",
+                   help="comma-separated subset of throughput,profile,latency,setup,held,slow,startup,login-storm "
+                        "(reconnect-storm: not yet, it needs the session cookie of issue 19)")
     p.add_argument("--targets", help="throughput/latency only against these (comma-separated: direct,socat,"
                                      "gateway-tcp,gateway-ws,websockify)")
     p.add_argument("--startup-users", type=int, help="users in the large users.cnf of the start-up scenario "
                                                      "(default 100000; quick 0 = only the bench's own file)")
-    p.add_argument("--ws-client", choices=("ws", "native"), default="ws",
-                   help="WebSocket under the load generator: 'ws' (the ws package, all-zero masking key so the "
-                        "client skips masking; default) or 'native' (Node's built-in WebSocket, masks in JS)")
+    p.add_argument("--ws-client", choices=tuple(WS_CLIENTS), default="browser",
+                   help="WebSocket under the load generator: 'browser' (the ws package with random masking keys "
+                        "XORed natively by bufferutil, as browsers; default; the zero-key client then runs as the "
+                        "extra target gateway-ws-zeromask), 'zero' (all-zero key: the client skips masking) or "
+                        "'native' (Node's built-in WebSocket, masks in JS)")
+    p.add_argument("--storm-users", type=int, help="login-storm: distinct users logging in at once (default "
+                                                   "2000; quick 200), at the default hash cost")
+    p.add_argument("--storm-variants", default="patient,defaults",
+                   help="login-storm rows: 'patient' (handshake_timeout above the storm's length: the hashing "
+                        "pool and the reactor) and/or 'defaults' (every listener setting at its default)")
+    p.add_argument("--storm-listener-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="login-storm: a TOML listener setting for every row (repeatable), e.g. handshake_timeout=60.0")
+    p.add_argument("--storm-profile", action="store_true",
+                   help="login-storm: py-spy on the gateway during each row (slows it: the row is then not judged)")
     p.add_argument("--no-delegated", action="store_true", help="skip the delegated realm (stub API Gateway)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     p.add_argument("--results", default=os.path.join(HERE, "results"), help="where results go")
@@ -859,7 +1255,24 @@ def parseArgs(argv):
     o.latency_samples = 1000 if q else 5000
     o.profile_messages = 150000 if q else 300000
     o.startup_users = (0 if q else 100000) if o.startup_users is None else o.startup_users
+    o.storm_users = o.storm_users or (200 if q else 2000)
+    o.storm_variants = [v.strip() for v in o.storm_variants.split(",") if v.strip()]
+    bad = [v for v in o.storm_variants if v not in ("patient", "defaults")]
+    if bad:
+        p.error(f"--storm-variants: unknown {bad}")
+    options = {}
+    for item in o.storm_listener_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--storm-listener-option {item!r}: KEY=VALUE")
+        options[key.strip()] = value.strip()
+    o.storm_listener_option = options
     o.scenarios = [s.strip() for s in o.scenarios.split(",") if s.strip()]
+    known = {"throughput", "profile", "latency", "setup", "held", "slow", "startup", "login-storm"}
+    if "reconnect-storm" in o.scenarios:
+        p.error("reconnect-storm needs the session cookie issue 19 asks for, which the gateway does not have yet")
+    if set(o.scenarios) - known:
+        p.error(f"--scenarios: unknown {sorted(set(o.scenarios) - known)}")
     if q and "profile" in o.scenarios and "--scenarios" not in " ".join(argv):
         o.scenarios.remove("profile")
     return o
@@ -909,7 +1322,7 @@ def main(argv):
         env.startPeers()
         for scenario, fn in (("throughput", bench.throughput), ("profile", lambda: bench.profiles(
                 ts, o.results)), ("latency", bench.latency), ("setup", bench.setup), ("held", bench.held),
-                ("slow", bench.slowConsumer), ("startup", bench.startup)):
+                ("slow", bench.slowConsumer), ("startup", bench.startup), ("login-storm", bench.loginStorm)):
             if scenario in o.scenarios:
                 log(f"--- {scenario} (load average {loadAverage()})")
                 t0 = time.monotonic()

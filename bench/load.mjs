@@ -1,11 +1,14 @@
 // The load generator of bench/run: @cloudamqp/amqp-client 4.1.1 on Node,
 // over TCP (AMQPClient) or WebSocket (AMQPWebSocketClient).  The WebSocket
-// under AMQPWebSocketClient is, by spec.wsClient:
-//   "ws"     — the `ws` package with an all-zero masking key, which ws then
-//              skips applying (RFC 6455 lets a client pick any key; the
-//              server unmasks all the same): the cheapest client, the default;
-//   "native" — Node's built-in WebSocket (undici, `--experimental-websocket`),
-//              which masks every byte in JavaScript, as a browser-like client.
+// under AMQPWebSocketClient is, by spec.target.wsClient, else spec.wsClient:
+//   "browser" — the `ws` package as it comes: a random masking key per frame,
+//               XORed in native code by `bufferutil`, as browsers do (the
+//               default, and what the WebSocket rows are judged on);
+//   "zero"    — the `ws` package with an all-zero masking key, which ws then
+//               skips applying (RFC 6455 lets a client pick any key; the
+//               server unmasks all the same): the "relay CPU only" row;
+//   "native"  — Node's built-in WebSocket (undici, `--experimental-websocket`),
+//               which masks every byte in JavaScript.
 //
 //   node --experimental-websocket bench/load.mjs '<JSON spec>'
 //
@@ -14,20 +17,24 @@
 // whole process gives up after spec.timeout seconds.
 //
 // spec = {
-//   scenario: "throughput" | "latency" | "setup" | "hold" | "consume" | "publish",
-//   target: {kind: "tcp", host, port} | {kind: "ws", url},
+//   scenario: "throughput" | "latency" | "setup" | "hold" | "consume" | "publish" | "probe",
+//   target: {kind: "tcp", host, port} | {kind: "ws", url, wsClient?},
 //   user, password,            // AMQP PLAIN (TCP) and/or HTTP Basic (WebSocket)
 //   users: [[user, password], ...]   // setup/hold: round-robin over these
 //   basic: true,               // WebSocket: send Authorization: Basic on the upgrade
 //   frameMax: 131072,
 //   size, count, window,       // throughput / latency / publish
 //   concurrency, connections,  // setup / hold
+//   sources: ["127.0.20.1", ...]     // setup/hold: worker k connects from sources[k % n]
+//                              // (the gateway's login protection counts per host)
 //   queue,                     // consume / publish: a named queue
+//   interval,                  // probe: ms between round trips
 //   timeout                    // seconds, for the whole run
 // }
 
 import { AMQPClient, AMQPWebSocketClient } from "@cloudamqp/amqp-client"
 import { createInterface } from "node:readline"
+import { createRequire } from "node:module"
 import WS from "ws"
 
 const spec = JSON.parse(process.argv[2])
@@ -41,17 +48,31 @@ const deadline = setTimeout(() => {
 deadline.unref()
 
 // Node's WebSocket cannot set headers through the browser API that
-// amqp-client uses; this subclass adds Authorization: Basic (undici's
-// WebSocketInit accepts `headers`).
+// amqp-client uses; these subclasses add Authorization: Basic (ws's options
+// and undici's WebSocketInit accept `headers`).
 let currentHeaders = null
+let currentSource = null
 const zeroMask = (mask) => mask.fill(0)
-if (spec.target.kind === "ws" && (spec.wsClient || "ws") === "ws") {
-  globalThis.WebSocket = class extends WS {
-    constructor(url, protocols) {
-      super(url, protocols ?? [], { headers: currentHeaders || {}, perMessageDeflate: false, generateMask: zeroMask })
+const wsClient = (spec.target.kind === "ws" && (spec.target.wsClient || spec.wsClient)) || "browser"
+if (spec.target.kind === "ws" && (wsClient === "browser" || wsClient === "zero")) {
+  if (wsClient === "browser") {
+    // ws masks with bufferutil when it loads; without it, in JavaScript,
+    // which measures the client, not the relay (shared/PERFORMANCE.md).
+    const bufferutil = createRequire(import.meta.url)("bufferutil")
+    if (process.env.WS_NO_BUFFER_UTIL || !String(bufferutil.mask).includes("[native code]")) {
+      emit({ error: "bufferutil's native mask is not in use: npm ci in bench/ (prebuilt for linux-x64)" })
+      process.exit(2)
     }
   }
-} else if (spec.target.kind === "ws") {
+  const options = { perMessageDeflate: false }
+  if (wsClient === "zero") options.generateMask = zeroMask
+  globalThis.WebSocket = class extends WS {
+    constructor(url, protocols) {
+      const extra = currentSource ? { localAddress: currentSource } : {}
+      super(url, protocols ?? [], { ...options, ...extra, headers: currentHeaders || {} })
+    }
+  }
+} else if (spec.target.kind === "ws" && wsClient === "native") {
   if (typeof globalThis.WebSocket !== "function") {
     emit({ error: "no global WebSocket: run node with --experimental-websocket" })
     process.exit(2)
@@ -64,25 +85,31 @@ if (spec.target.kind === "ws" && (spec.wsClient || "ws") === "ws") {
       super(url, init)
     }
   }
+} else if (spec.target.kind === "ws") {
+  emit({ error: `unknown wsClient ${JSON.stringify(wsClient)}: browser, zero or native` })
+  process.exit(2)
 }
 
-function makeClient(user, password) {
+function makeClient(user, password, source) {
   const t = spec.target
   const frameMax = spec.frameMax || 131072
   user = user ?? spec.user ?? "guest"
   password = password ?? spec.password ?? "guest"
   if (t.kind === "tcp") {
     const u = `amqp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${t.host}:${t.port}/?frameMax=${frameMax}`
-    return new AMQPClient(u)
+    // AMQPClient spreads its "TLS options" into net.connect's options.
+    return new AMQPClient(u, source ? { localAddress: source } : undefined)
   }
+  if (source && wsClient === "native") throw new Error("the native WebSocket cannot bind a source address")
+  currentSource = source || null
   currentHeaders = spec.basic
     ? { Authorization: "Basic " + Buffer.from(`${user}:${password}`).toString("base64") }
     : null
   return new AMQPWebSocketClient({ url: t.url, vhost: "/", username: user, password, frameMax })
 }
 
-async function connect(user, password) {
-  const c = makeClient(user, password)
+async function connect(user, password, source) {
+  const c = makeClient(user, password, source)
   await c.connect()
   if (c.socket && typeof c.socket.setNoDelay === "function") c.socket.setNoDelay(true)
   return c
@@ -174,6 +201,11 @@ async function latency() {
            meanMs: samples.reduce((a, b) => a + b, 0) / samples.length, maxMs: samples[samples.length - 1] }
 }
 
+function sourceOf(worker) {
+  const sources = spec.sources
+  return sources && sources.length ? sources[worker % sources.length] : undefined
+}
+
 function userAt(i) {
   const users = spec.users
   if (users && users.length) return users[i % users.length]
@@ -191,14 +223,15 @@ async function setup() {
   const errors = {}
   const times = []
   const t0 = now()
-  async function worker() {
+  async function worker(_, k) {
+    const source = sourceOf(k)
     while (next < total) {
       const i = next++
       const [user, password] = userAt(i)
       const s = now()
       let c = null
       try {
-        c = await connect(user, password)
+        c = await connect(user, password, source)
         times.push(now() - s)
         ok++
       } catch (e) {
@@ -228,12 +261,13 @@ async function hold() {
   let failed = 0
   const errors = {}
   const t0 = now()
-  async function worker() {
+  async function worker(_, k) {
+    const source = sourceOf(k)
     while (next < total && failed <= maxFailures) {
       const i = next++
       const [user, password] = userAt(i)
       try {
-        const c = await connect(user, password)
+        const c = await connect(user, password, source)
         c.onerror = () => {}
         held.push(c)
       } catch (e) {
@@ -303,7 +337,61 @@ async function publish() {
   return { published: spec.count, bytes: spec.count * spec.size, seconds }
 }
 
-const scenarios = { throughput, latency, setup, hold, consume, publish }
+// An already open connection's round trips (publish→delivery, 16 B) every
+// `interval` ms while something else loads the relay: samples before the
+// line "start" on stdin are the idle baseline, those between "start" and
+// "stop" the ones under load.
+async function probe() {
+  const c = await connect()
+  const ch = await c.channel()
+  const q = await ch.queueDeclare("", { exclusive: true, autoDelete: true })
+  const body = Buffer.alloc(spec.size || 16, 0x61)
+  let waiter = null
+  await ch.basicConsume(q.name, { noAck: true }, () => {
+    const w = waiter
+    waiter = null
+    if (w) w()
+  })
+  let phase = "idle"
+  const samples = { idle: [], load: [] }
+  const rl = createInterface({ input: process.stdin })
+  rl.on("line", (line) => {
+    if (line.trim() === "start") {
+      phase = "load"
+      emit({ event: "started" })
+    } else phase = "done"
+  })
+  rl.on("close", () => (phase = "done"))
+  emit({ event: "ready" })
+  const interval = spec.interval ?? 10
+  let slowest = []
+  const t0 = now()
+  while (phase !== "done") {
+    const p = new Promise((r) => (waiter = r))
+    const s = now()
+    ch.basicPublish("", q.name, body)
+    await p
+    const dt = now() - s
+    const into = phase
+    if (into === "load" || into === "idle") {
+      samples[into].push(dt)
+      if (into === "load") {
+        slowest.push([Math.round(s - t0), dt])
+        if (slowest.length > 200) slowest = slowest.sort((a, b) => b[1] - a[1]).slice(0, 20)
+      }
+    }
+    await new Promise((r) => setTimeout(r, interval))
+  }
+  await c.close().catch(() => {})
+  const stats = (xs) => {
+    xs.sort((a, b) => a - b)
+    return { samples: xs.length, p50ms: pct(xs, 50), p99ms: pct(xs, 99), maxMs: xs.length ? xs[xs.length - 1] : null }
+  }
+  return { interval, idle: stats(samples.idle), load: stats(samples.load),
+           slowest: slowest.sort((a, b) => b[1] - a[1]).slice(0, 10) }
+}
+
+const scenarios = { throughput, latency, setup, hold, consume, publish, probe }
 
 try {
   const result = await scenarios[spec.scenario]()
