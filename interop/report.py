@@ -18,10 +18,10 @@ PASS, FAIL, SKIP, NOT_RUN = "pass", "fail", "skip", "not run"
 OUTCOMES = (PASS, FAIL, SKIP, NOT_RUN)
 
 # How a runner names its tests in JUnit XML.
-#   vitest: <testsuite name=FILE><testcase classname=FILE name="describe > test">
-#   node:   nested <testsuite name=DESCRIBE> (no file name), <testcase name=TEST>
+#   file:   <testcase classname=FILE name="describe > test"> (vitest, and
+#           node --test through interop/shims/node-test-reporter.mjs)
 #   pytest: <testcase classname=MODULE.CLASS name=TEST>
-STYLES = ("vitest", "node", "pytest")
+STYLES = ("file", "pytest")
 
 MESSAGE_LENGTH = 240
 
@@ -53,25 +53,40 @@ def _firstLine(text):
     return ""
 
 
+def _lastLine(text):
+    for line in reversed((text or "").splitlines()):
+        line = line.strip()
+        if line:
+            return line[:MESSAGE_LENGTH]
+    return ""
+
+
+def _failureMessage(element):
+    message = _firstLine(element.get("message")) or _firstLine(element.text)
+    if "Traceback (most recent call last)" in message:
+        # pika's threaded tests re-raise the thread's whole traceback: what
+        # went wrong is its last line.
+        message = _lastLine(element.text) or message
+    return message
+
+
 def _outcome(testcase):
     for tag in ("failure", "error"):
         element = testcase.find(tag)
         if element is not None:
-            return TestResult(FAIL, _firstLine(element.get("message")) or _firstLine(element.text))
+            return TestResult(FAIL, _failureMessage(element))
     element = testcase.find("skipped")
     if element is not None:
         return TestResult(SKIP, _firstLine(element.get("message")) or _firstLine(element.text))
     return TestResult(PASS)
 
 
-def _testId(style, suites, testcase):
+def _testId(style, testcase):
     name = testcase.get("name", "")
     classname = testcase.get("classname", "")
-    if style == "pytest":
-        return f"{classname}::{name}" if classname else name
-    if style == "vitest":
-        return f"{classname} > {name}" if classname else name
-    return " > ".join(list(suites) + [name])
+    if not classname:
+        return name
+    return f"{classname}::{name}" if style == "pytest" else f"{classname} > {name}"
 
 
 def parseJUnit(text, style):
@@ -87,32 +102,29 @@ def parseJUnit(text, style):
     if style not in STYLES:
         raise ValueError(f"unknown JUnit style {style!r}")
     try:
-        root = ElementTree.fromstring(text)
+        document = ElementTree.fromstring(text)
     except ElementTree.ParseError as e:
         raise ResultsError(f"not JUnit XML: {e}") from None
     results = {}
     seen = {}
 
-    def visit(element, suites):
+    def visit(element):
         for child in element:
-            if child.tag == "testsuite":
-                name = child.get("name", "")
-                # vitest's file-level and pytest's one "pytest" suite name
-                # nothing the test id needs; node's nest describe blocks.
-                visit(child, suites + [name] if style == "node" else suites)
-            elif child.tag == "testcase":
-                testId = _testId(style, suites, child)
+            if child.tag == "testcase":
+                testId = _testId(style, child)
                 seen[testId] = seen.get(testId, 0) + 1
                 if seen[testId] > 1:
                     testId = f"{testId} [{seen[testId]}]"
                 results[testId] = _outcome(child)
+            elif child.tag == "testsuite":
+                visit(child)
 
-    if root.tag == "testsuite":
+    if document.tag == "testsuite":
         # pytest before 5.1, and some runners, write one bare <testsuite>.
         wrapper = ElementTree.Element("testsuites")
-        wrapper.append(root)
-        root = wrapper
-    visit(root, [])
+        wrapper.append(document)
+        document = wrapper
+    visit(document)
     return results
 
 
@@ -316,22 +328,24 @@ def unusedExpected(expected, analysis):
 
 
 def summaryRows(runs, analysis):
+    direct = {run.suite: run for run in runs if run.path == "direct"}
     rows = []
     for run in runs:
         c = counts(run.results)
         if run.path == "direct":
-            vs = "—"
+            notRun = vs = "—"
         elif (run.suite, run.path) in analysis:
+            notRun = sum(1 for test in direct[run.suite].results if test not in run.results)
             pairs = analysis[(run.suite, run.path)]
             unexpected = sum(1 for _, entry in pairs if entry is None)
             vs = f"{len(pairs) - unexpected} expected, {unexpected} unexpected" if pairs else "identical"
         else:
-            vs = "no direct run"
-        rows.append([run.suite, run.path, c[PASS], c[FAIL], c[SKIP], vs, f"{run.seconds:.0f} s", run.status])
+            notRun, vs = "?", "no direct run"
+        rows.append([run.suite, run.path, c[PASS], c[FAIL], c[SKIP], notRun, vs, f"{run.seconds:.0f} s", run.status])
     return rows
 
 
-SUMMARY_HEADER = ["suite", "path", "pass", "fail", "skip", "vs direct", "time", "run"]
+SUMMARY_HEADER = ["suite", "path", "pass", "fail", "skip", "not run", "differences from direct", "time", "run"]
 
 
 def render(runs, expected, meta):
@@ -345,8 +359,8 @@ def render(runs, expected, meta):
     lines += [f"- {label}: {value}" for label, value in meta]
     lines += ["", "## Summary", ""]
     lines += table(SUMMARY_HEADER, summaryRows(runs, analysis))
-    lines += ["", "`not run` below: a test the other run reported and this one did not (its run stopped, "
-              "or its file never finished).", ""]
+    lines += ["", "`not run`: a test the direct run reported and this run did not (its file stopped before it, "
+              "or the run was cut off).", ""]
     lines += ["## Differences from the direct run", ""]
     anything = False
     for (suite, path), pairs in analysis.items():

@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHIMS = os.path.join(HERE, "shims")
 NODE_SHIM = os.path.join(SHIMS, "redirect.cjs")
 PYTHON_SHIM_DIR = os.path.join(SHIMS, "python")
+NODE_TEST_REPORTER = os.path.join(SHIMS, "node-test-reporter.mjs")
 VITEST_BROWSER_CONFIG = "vitest.browser.interop.mjs"
 
 #: The ports the suites hard-code: AMQP and AMQPS.
@@ -119,7 +120,7 @@ class AmqpClientTCP(NodeSuite):
 
     name = "amqp-client"
     source = AMQP_CLIENT
-    style = "vitest"
+    style = "file"
 
     def argv(self, context):
         argv = [os.path.join(context.checkout, "node_modules", ".bin", "vitest"), "run", "--reporter=junit",
@@ -140,7 +141,7 @@ class AmqpClientWebSocket(NodeSuite):
 
     name = "amqp-client-ws"
     source = AMQP_CLIENT
-    style = "vitest"
+    style = "file"
     transport = "ws"
     needs = ("node", "npm", "chromium")
 
@@ -163,20 +164,20 @@ class AmqpClientWebSocket(NodeSuite):
 
 class Amqplib(NodeSuite):
     """
-    amqplib's tests (node --test).  The per-test timeout is 60 s, not the
-    suite's 1 s: Node 20 applies it to each whole file too, and on a small
-    machine a file takes longer than 1 s.
+    amqplib's tests (node --test), reported by shims/node-test-reporter.mjs.
+    The per-test timeout is 60 s, not the suite's 1 s: Node 20 applies it to
+    each whole file too, and on a small machine a file takes longer than 1 s.
     """
 
     name = "amqplib"
     source = AMQPLIB
-    style = "node"
+    style = "file"
     testTimeoutMs = 60000
 
     def argv(self, context):
         argv = ["node", "--test", f"--test-timeout={self.testTimeoutMs}",
-                "--test-reporter=junit", f"--test-reporter-destination={context.junit}",
-                "--test-reporter=dot", "--test-reporter-destination=stdout"]
+                f"--test-reporter={NODE_TEST_REPORTER}", f"--test-reporter-destination={context.junit}",
+                "--test-reporter=spec", "--test-reporter-destination=stdout"]
         if context.grep:
             argv.append(f"--test-name-pattern={context.grep}")
         return argv

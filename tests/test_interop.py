@@ -50,20 +50,6 @@ VITEST = b"""<?xml version="1.0" encoding="UTF-8" ?>
 </testsuites>
 """
 
-NODE = b"""<?xml version="1.0" encoding="utf-8"?>
-<testsuites>
-  <testsuite name="Callback API" tests="2" failures="1" skipped="0">
-    <testsuite name="updateSecret" tests="2" failures="1" skipped="0">
-      <testcase name="updateSecret" time="0.06" classname="test"/>
-      <testcase name="emits update-secret-ok event" time="1.0" classname="test">
-        <failure type="testTimeoutFailure" message="test timed out after 60000ms">[Error]</failure>
-      </testcase>
-    </testsuite>
-  </testsuite>
-  <testcase name="get bit" time="0.004" classname="test"/>
-</testsuites>
-"""
-
 PYTEST = b"""<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="1" failures="0" skipped="1" tests="3">
   <testcase classname="tests.acceptance.blocking_adapter_test.TestUpdateSecret" name="test" time="0.1"/>
@@ -82,30 +68,19 @@ class ParseJUnitTests(SynchronousTestCase):
     Each runner's JUnit XML becomes one outcome per test id.
     """
 
-    def test_vitest(self):
+    def test_file(self):
         """
-        vitest: the file and the test's full name; a failure's message; a
-        skipped test; a name seen twice is told apart.
+        vitest (and node --test through the harness's reporter): the file
+        and the test's full name; a failure's message; a skipped test; a
+        name seen twice is told apart.
         """
-        results = report.parseJUnit(VITEST, "vitest")
+        results = report.parseJUnit(VITEST, "file")
         self.assertEqual(list(results), ["test/test.ts > can publish", "test/test.ts > queue > can purge",
                                          "test/test.ts > can change flow", "test/test.ts > can publish [2]"])
         self.assertEqual(results["test/test.ts > queue > can purge"],
                          report.TestResult(report.FAIL, "expected 0 to be 1"))
         self.assertEqual(results["test/test.ts > can change flow"].outcome, report.SKIP)
         self.assertEqual(results["test/test.ts > can publish"], report.TestResult(report.PASS))
-
-    def test_node(self):
-        """
-        node --test: the nested describe blocks name the test.
-        """
-        results = report.parseJUnit(NODE, "node")
-        self.assertEqual(results, {
-            "Callback API > updateSecret > updateSecret": report.TestResult(report.PASS),
-            "Callback API > updateSecret > emits update-secret-ok event":
-                report.TestResult(report.FAIL, "test timed out after 60000ms"),
-            "get bit": report.TestResult(report.PASS),
-        })
 
     def test_pytest(self):
         """
@@ -119,6 +94,18 @@ class ParseJUnitTests(SynchronousTestCase):
         self.assertEqual(results["tests.acceptance.async_adapter_tests.TestZ::test_with_tornado"],
                          report.TestResult(report.SKIP, "tornado missing"))
 
+    def test_traceback(self):
+        """
+        A failure whose message is a traceback's first line is told by the
+        traceback's last line (pika's threaded tests).
+        """
+        xml = (b'<testsuites><testsuite name="pytest"><testcase classname="t.T" name="test">'
+               b'<failure message="AssertionError: Traceback (most recent call last):">Traceback\n'
+               b'  File "x.py", line 1\nConnectionClosedByBroker: (403, \'ACCESS_REFUSED\')\n\n</failure>'
+               b'</testcase></testsuite></testsuites>')
+        self.assertEqual(report.parseJUnit(xml, "pytest")["t.T::test"],
+                         report.TestResult(report.FAIL, "ConnectionClosedByBroker: (403, 'ACCESS_REFUSED')"))
+
     def test_bareTestsuite(self):
         """
         A file whose root is one C{<testsuite>} reads the same.
@@ -130,7 +117,7 @@ class ParseJUnitTests(SynchronousTestCase):
         """
         A truncated file (a runner killed while writing) is a clear error.
         """
-        self.assertRaises(report.ResultsError, report.parseJUnit, VITEST[:200], "vitest")
+        self.assertRaises(report.ResultsError, report.parseJUnit, VITEST[:200], "file")
 
 
 class CompareTests(SynchronousTestCase):
@@ -239,8 +226,8 @@ class RenderTests(SynchronousTestCase):
                                                      "t.Other::test": report.TestResult(report.PASS)}),
         ]
         text = report.render(runs, [entry], [("when", "now")])
-        self.assertIn("| pika | consolidated | 0 | 2 | 0 | 1 expected, 1 unexpected |", text)
-        self.assertIn("| pika | passthrough | 2 | 0 | 0 | identical |", text)
+        self.assertIn("| pika | consolidated | 0 | 2 | 0 | 0 | 1 expected, 1 unexpected |", text)
+        self.assertIn("| pika | passthrough | 2 | 0 | 0 | 0 | identical |", text)
         self.assertIn(f"| {bad} | pass | fail | expected: {entry.why} |", text)
         self.assertIn("| t.Other::test | pass | fail | UNEXPECTED: a\\|b |", text)
 
@@ -325,3 +312,57 @@ class NodeShimTests(TestCase):
         self.assertEqual((code, err), (0, b""))
         self.assertEqual(sorted(out.decode().splitlines()),
                          ["127.0.0.1 redirected", "::1 redirected", "localhost redirected"])
+
+
+HANGS = """
+const { describe, it } = require("node:test");
+describe("outer", () => {
+  it("one", () => {});
+  it("hangs", () => new Promise(() => { setInterval(() => {}, 1000); }));
+  it("never runs", () => {});
+});
+"""
+
+LATER = """
+const { describe, it } = require("node:test");
+describe("later", () => {
+  it("passes", () => {});
+  it.skip("is skipped", () => {});
+  it("fails", () => { throw new Error("boom"); });
+});
+"""
+
+
+class NodeTestReporterTests(TestCase):
+    """
+    The harness's reporter for node --test names each test by its file and
+    describe blocks, also after a file that timed out as a whole (Node 20's
+    junit reporter nests every later test inside that file's open describe
+    block, which renames them all).
+    """
+
+    if shutil.which("node") is None:
+        skip = "node is not installed"
+
+    @defer.inlineCallbacks
+    def test_afterAFileTimedOut(self):
+        directory = self.mktemp()
+        os.makedirs(os.path.join(directory, "test"))
+        for name, text in [("a.test.js", HANGS), ("b.test.js", LATER)]:
+            with open(os.path.join(directory, "test", name), "w") as f:
+                f.write(text)
+        junit = os.path.abspath(os.path.join(directory, "junit.xml"))
+        reporter = os.path.join(SHIMS, "node-test-reporter.mjs")
+        yield utils.getProcessOutputAndValue(
+            shutil.which("node"), ["--test", "--test-timeout=2000", f"--test-reporter={reporter}",
+                                   f"--test-reporter-destination={junit}", "test/a.test.js", "test/b.test.js"],
+            env={"PATH": os.environ.get("PATH", "")}, path=directory, reactor=reactor)
+        with open(junit, "rb") as f:
+            results = report.parseJUnit(f.read(), "file")
+        self.assertEqual(results["test/a.test.js > outer > one"], report.TestResult(report.PASS))
+        self.assertEqual(results["test/a.test.js > (whole file)"].outcome, report.FAIL)
+        self.assertIn("timed out", results["test/a.test.js > (whole file)"].message)
+        self.assertNotIn("test/a.test.js > outer > never runs", results)
+        self.assertEqual(results["test/b.test.js > later > passes"], report.TestResult(report.PASS))
+        self.assertEqual(results["test/b.test.js > later > is skipped"].outcome, report.SKIP)
+        self.assertEqual(results["test/b.test.js > later > fails"], report.TestResult(report.FAIL, "boom"))
