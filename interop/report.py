@@ -9,6 +9,7 @@ in memory.
 """
 
 import fnmatch
+import re
 import tomllib
 import xml.etree.ElementTree as ElementTree
 
@@ -67,7 +68,8 @@ def _failureMessage(element):
         # pika's threaded tests re-raise the thread's whole traceback: what
         # went wrong is its last line.
         message = _lastLine(element.text) or message
-    return message
+    # pytest marks the lines of its explanation with "E   ".
+    return re.sub(r"^E\s+", "", message)
 
 
 def _outcome(testcase):
@@ -369,14 +371,22 @@ def render(runs, expected, meta):
         anything = True
         lines += [f"### {suite} — {path}", ""]
         rows = []
+        notes = []
         for difference, entry in pairs:
             if entry is not None:
-                explanation = "expected: " + entry.why
+                # One explanation is often shared by many tests: numbered
+                # once below the table.
+                if entry not in notes:
+                    notes.append(entry)
+                explanation = f"expected ({notes.index(entry) + 1})"
             else:
                 explanation = "UNEXPECTED" + (f": {difference.message}" if difference.message else "")
             rows.append([difference.test, difference.direct, difference.gateway, explanation])
         lines += table(["test", "direct", "gateway", "explanation"], rows)
         lines.append("")
+        lines += [f"{number}. {entry.why}" for number, entry in enumerate(notes, 1)]
+        if notes:
+            lines.append("")
     if not anything:
         lines += ["None: every suite had the same outcome for every test on every path.", ""]
     unused = unusedExpected(expected, analysis)

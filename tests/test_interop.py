@@ -101,7 +101,7 @@ class ParseJUnitTests(SynchronousTestCase):
         """
         xml = (b'<testsuites><testsuite name="pytest"><testcase classname="t.T" name="test">'
                b'<failure message="AssertionError: Traceback (most recent call last):">Traceback\n'
-               b'  File "x.py", line 1\nConnectionClosedByBroker: (403, \'ACCESS_REFUSED\')\n\n</failure>'
+               b'  File "x.py", line 1\nE   ConnectionClosedByBroker: (403, \'ACCESS_REFUSED\')\n\n</failure>'
                b'</testcase></testsuite></testsuites>')
         self.assertEqual(report.parseJUnit(xml, "pytest")["t.T::test"],
                          report.TestResult(report.FAIL, "ConnectionClosedByBroker: (403, 'ACCESS_REFUSED')"))
@@ -228,7 +228,8 @@ class RenderTests(SynchronousTestCase):
         text = report.render(runs, [entry], [("when", "now")])
         self.assertIn("| pika | consolidated | 0 | 2 | 0 | 0 | 1 expected, 1 unexpected |", text)
         self.assertIn("| pika | passthrough | 2 | 0 | 0 | 0 | identical |", text)
-        self.assertIn(f"| {bad} | pass | fail | expected: {entry.why} |", text)
+        self.assertIn(f"| {bad} | pass | fail | expected (1) |", text)
+        self.assertIn(f"\n1. {entry.why}\n", text)
         self.assertIn("| t.Other::test | pass | fail | UNEXPECTED: a\\|b |", text)
 
     def test_unusedEntries(self):
