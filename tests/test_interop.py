@@ -11,7 +11,6 @@ import importlib.util
 import os
 import shutil
 import socket
-import sys
 
 from twisted.internet import defer, protocol, reactor, utils
 from twisted.trial.unittest import SynchronousTestCase, TestCase
