@@ -374,9 +374,14 @@ def toolVersions(options):
 
 
 def gatewayCommit():
+    """
+    The checkout's commit, and whether the gateway's own code (not this
+    harness, the docs or the results) differs from it.
+    """
     commit = git("rev-parse", "--short", "HEAD", cwd=ROOT, check=False) or "?"
-    dirty = git("status", "--porcelain", "--untracked-files=no", cwd=ROOT, check=False)
-    return commit + (" (with uncommitted changes)" if dirty else "")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "kaazing_promo", "twisted", cwd=ROOT,
+                check=False)
+    return commit + (" (gateway code with uncommitted changes)" if dirty else "")
 
 
 def parseOptions(argv):
@@ -442,6 +447,7 @@ def main(argv=None):
         log(f"amqp-client-ws left out: no browser at {options.chromium} (--chromium PATH)")
         selected = [s for s in selected if s.name != "amqp-client-ws"]
 
+    gateway = gatewayCommit()
     env = Environment(base, options.browser_port)
     runs = []
     releases = {}
@@ -474,7 +480,7 @@ def main(argv=None):
         env.stopAll()
 
     meta = [("when", stamp), ("command", "interop/run " + " ".join(argv if argv is not None else sys.argv[1:])),
-            ("gateway", f"kaazing-promo {gatewayCommit()}"), ("RabbitMQ", rabbit)]
+            ("gateway", f"kaazing-promo {gateway}"), ("RabbitMQ", rabbit)]
     meta += toolVersions(options)
     meta += [(f"suite {source.directory}", text) for source, text in releases.items()]
     meta += [(f"path {p}", PATH_DESCRIPTIONS[p]) for p in options.paths]
