@@ -108,9 +108,12 @@ class RabbitNode:
     """
     A dedicated RabbitMQ node (shared/RABBITMQ.md): its own directory,
     node name and ports, open-files limit raised to the hard limit.
+
+    @param extraConfig: further C{rabbitmq.conf} lines (interop/run adds a
+        TLS listener).
     """
 
-    def __init__(self, base, name="rabbitmq", cookie=None):
+    def __init__(self, base, name="rabbitmq", cookie=None, extraConfig=()):
         self.dir = os.path.join(base, name)
         os.makedirs(self.dir)
         # Nodes of one cluster share a cookie; alone, any will do.
@@ -120,6 +123,7 @@ class RabbitNode:
         while self.distPort == self.port:
             self.distPort = freePort()
         self.node = f"bench{self.port}@localhost"
+        self.extraConfig = tuple(extraConfig)
         self.child = None
         self.vmPid = None
 
@@ -154,7 +158,8 @@ class RabbitNode:
                     "loopback_users = none\n"
                     "log.file.level = warning\n"
                     "tcp_listen_options.backlog = 4096\n"
-                    "tcp_listen_options.nodelay = true\n")
+                    "tcp_listen_options.nodelay = true\n"
+                    + "".join(f"{line}\n" for line in self.extraConfig))
         self.child = Child("rabbitmq", ["sh", "-c", 'ulimit -Sn "$(ulimit -Hn)"; exec '
                                         f"{RABBITMQ_BIN}/rabbitmq-server"],
                            os.path.join(d, "stdout.log"), env=self.env())

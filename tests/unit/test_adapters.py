@@ -4,6 +4,8 @@ all in kaazing_promo/adapters/; these tests fail, naming what is gone, when
 an upgrade removes one.
 """
 
+import importlib
+
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
@@ -96,7 +98,7 @@ class LazyConfigurationTextTests(SynchronousTestCase):
         text is the same.
         """
         from autobahn.websocket import protocol
-        import kaazing_promo.transport.websocket  # noqa: F401 (installs it)
+        importlib.import_module("kaazing_promo.transport.websocket")  # it installs the lazy text
         formatted = []
         value = [("openHandshakeTimeout", 0, "GatewayWebSocketFactory")]
         self.patch(autobahninternals.pprint, "pformat", lambda v: formatted.append(v) or "text")
