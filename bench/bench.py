@@ -144,30 +144,19 @@ class LoadProcess:
 
 # -- what bench/run starts -----------------------------------------------------
 
-class Environment:
+class Environment(infra.Children):
     """
     The dedicated broker, the gateway(s), the peers, the stub API Gateway.
     """
 
     def __init__(self, base, opts):
-        self.base = base
+        infra.Children.__init__(self, base, log)
         self.opts = opts
-        self.children = []
         self.rabbit = None
         self.info = {}
 
-    # bookkeeping
-    def child(self, name, argv, env=None, cwd=None):
-        c = infra.Child(name, argv, os.path.join(self.base, f"{name}.log"), env=env, cwd=cwd or self.base)
-        self.children.append(c)
-        return c
-
     def stopAll(self):
-        for c in reversed(self.children):
-            try:
-                c.stop()
-            except Exception as e:  # keep stopping the others
-                log(f"stopping {c.name}: {e}")
+        self.stopChildren()
         if self.rabbit is not None:
             self.rabbit.stop()
 

@@ -104,6 +104,31 @@ class Child:
             return ""
 
 
+class Children:
+    """
+    The processes a run starts, stopped together (last started first).
+
+    @ivar base: the run's directory, where each child's log goes.
+    """
+
+    def __init__(self, base, log):
+        self.base = base
+        self._log = log
+        self.children = []
+
+    def child(self, name, argv, env=None, cwd=None):
+        c = Child(name, argv, os.path.join(self.base, f"{name}.log"), env=env, cwd=cwd or self.base)
+        self.children.append(c)
+        return c
+
+    def stopChildren(self):
+        for c in reversed(self.children):
+            try:
+                c.stop()
+            except Exception as e:  # keep stopping the others
+                self._log(f"stopping {c.name}: {e}")
+
+
 class RabbitNode:
     """
     A dedicated RabbitMQ node (shared/RABBITMQ.md): its own directory,

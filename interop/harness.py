@@ -110,31 +110,21 @@ def ensureSource(source, sourcesDir, gitUrl, allowOtherVersion):
 
 # -- what the run starts -------------------------------------------------------
 
-class Environment:
+class Environment(infra.Children):
     """
     The node, the gateways and websockify of one run, and its directory.
     """
 
     def __init__(self, base, browserPort):
-        self.base = base
+        infra.Children.__init__(self, base, log)
         self.browserPort = browserPort
-        self.children = []
         self.node = None
         self.nodeTlsPort = None
         self.gateways = {}
         self.websockifyPort = None
 
-    def child(self, name, argv, env=None, cwd=None):
-        c = infra.Child(name, argv, os.path.join(self.base, f"{name}.log"), env=env, cwd=cwd or self.base)
-        self.children.append(c)
-        return c
-
     def stopAll(self):
-        for c in reversed(self.children):
-            try:
-                c.stop()
-            except Exception as e:  # keep stopping the others
-                log(f"stopping {c.name}: {e}")
+        self.stopChildren()
         if self.node is not None:
             self.node.stop()
 
