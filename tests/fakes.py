@@ -22,7 +22,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import implementer
 
 from kaazing_promo.amqp.broker import BrokerStartCache
-from kaazing_promo.amqp.codec import encodeMethod
+from kaazing_promo.amqp.codec import PROTOCOL_HEADER, encodeMethod
 from kaazing_promo.amqp.session import GatewaySession, State
 from kaazing_promo.auth.avatar import GatewayUser
 from kaazing_promo.auth.delegated import DelegatedChecker
@@ -33,7 +33,7 @@ from kaazing_promo.promotion import ConsolidatedPromoter
 from kaazing_promo.secrets import SecretStore
 from kaazing_promo.transport.context import ListenerContext
 from kaazing_promo.transport.pump import CoupledTransports
-from tests.amqpframes import methods
+from tests.amqpframes import OPEN, OPEN_OK, TUNE, TUNE_OK, methods, start, startOk
 
 
 # -- a session's two sides -----------------------------------------------------
@@ -141,6 +141,28 @@ class SessionTestsMixin:
     def connectBroker(self):
         _, d = self.connector.attempts[-1]
         d.callback(self.broker)
+
+    def relayHandshake(self, upTo="open-ok"):
+        """
+        Take a session made with a relayed Start (the WebSocket listener's)
+        through the handshake, up to C{upTo}: C{"start"}, C{"start-ok"} or
+        C{"open-ok"} (what both sides heard is then consumed).
+        """
+        self.clientSays(PROTOCOL_HEADER)
+        self.connectBroker()
+        self.assertEqual(self.brokerHeard(), PROTOCOL_HEADER)
+        self.brokerSays(start())
+        self.assertEqual(self.clientHeard(), start())
+        if upTo == "start":
+            return
+        self.clientSays(startOk())
+        if upTo == "start-ok":
+            return
+        self.brokerSays(TUNE)
+        self.clientSays(TUNE_OK + OPEN)
+        self.brokerSays(OPEN_OK)
+        self.brokerHeard()
+        self.clientHeard()
 
     def assertClosedWith(self, code):
         heard = methods(self.clientHeard())

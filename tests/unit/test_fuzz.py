@@ -127,14 +127,7 @@ class FuzzedSessionTests(SessionTestsMixin, SynchronousTestCase):
         """
         self.setUp()
         self.makeSession()
-        self.clientSays(PROTOCOL_HEADER)
-        self.connectBroker()
-        self.brokerSays(start())
-        self.clientSays(startOk())
-        self.brokerSays(TUNE)
-        self.clientSays(TUNE_OK + OPEN)
-        self.brokerSays(OPEN_OK)
-        self.clientHeard()
+        self.relayHandshake()
         for chunk in data:
             self.clientSays(chunk)
         self.assertCleanOutcome()

@@ -35,21 +35,7 @@ class WebSocketSessionTests(SessionTestsMixin, SynchronousTestCase):
 
     def handshake(self, upTo="open-ok"):
         self.makeSession()
-        self.clientSays(PROTOCOL_HEADER)
-        self.connectBroker()
-        self.assertEqual(self.brokerHeard(), PROTOCOL_HEADER)
-        self.brokerSays(start())
-        self.assertEqual(self.clientHeard(), start())
-        if upTo == "start":
-            return
-        self.clientSays(startOk())
-        if upTo == "start-ok":
-            return
-        self.brokerSays(TUNE)
-        self.clientSays(TUNE_OK + OPEN)
-        self.brokerSays(OPEN_OK)
-        self.brokerHeard()
-        self.clientHeard()
+        self.relayHandshake(upTo)
 
     def test_P2_startOkReplaced(self):
         """
@@ -983,15 +969,7 @@ class UpdateSecretTests(SessionTestsMixin, SynchronousTestCase):
         gate = FakeAuthenticator(lambda: defer.fail(LoginDenied("bad-credentials", "must not be asked")))
         joe = GatewayUser("joe.smith")
         self.makeSession(avatar=joe, authenticator=gate, ownStart=False)
-        self.clientSays(PROTOCOL_HEADER)
-        self.connectBroker()
-        self.brokerSays(start())
-        self.clientSays(startOk())
-        self.brokerSays(TUNE)
-        self.clientSays(TUNE_OK + OPEN)
-        self.brokerSays(OPEN_OK)
-        self.brokerHeard()
-        self.clientHeard()
+        self.relayHandshake()
         self.clientSays(updateSecret("anything") + PUBLISH)
         self.assertEqual(self.clientHeard(), UPDATE_SECRET_OK)
         self.assertEqual(self.brokerHeard(), PUBLISH)
