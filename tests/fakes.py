@@ -108,14 +108,14 @@ class SessionTestsMixin:
         self.broker = FakeBroker()
 
     def makeSession(self, avatar=GatewayUser("joe.smith"), authenticator=None, ownStart=None, promoter=None,
-                    lifetime=None):
+                    lifetime=None, startCache=None):
         # The listener's context follows the session as in the gateway: the
         # audit trail and the X3 lifetime.
         observer = ListenerContext(self.listener, promoter or self.promoter, self.connector, BrokerStartCache(),
                                    self.clock, authenticator, lifetime)
         session = GatewaySession(
-            self.listener, promoter or self.promoter, self.connector, self.clock, BrokerStartCache(),
-            avatar=avatar, ownStart=self.ownStart if ownStart is None else ownStart,
+            self.listener, promoter or self.promoter, self.connector, self.clock,
+            BrokerStartCache() if startCache is None else startCache, avatar=avatar, ownStart=self.ownStart if ownStart is None else ownStart,
             authenticator=authenticator, source="127.0.0.1:4242", observer=observer,
             keepCredentials=observer.keepsCredentials)
         session.clientConnected(self.client)

@@ -10,7 +10,7 @@ from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 
 from kaazing_promo.adapters.twistedinternals import writeNow
-from kaazing_promo.amqp.codec import FRAME_METHOD, PROTOCOL_HEADER, decodeMethod
+from kaazing_promo.amqp.codec import FRAME_METHOD, PROTOCOL_HEADER, decodeMethod, encodeMethod
 from kaazing_promo.amqp.frames import FrameReader
 
 # What RabbitMQ 3.x announces, used for the gateway's own Start until the
@@ -48,17 +48,70 @@ def setNoDelay(transport):
 
 class BrokerStartCache:
     """
-    The server properties of the broker's last Connection.Start (refreshed
-    on every broker connection), which the AMQP listener's own Start carries.
+    What the gateway remembers of the broker's handshake, shared by every
+    connection of a gateway: the server properties of the broker's last
+    Connection.Start (refreshed on every broker connection), which the
+    AMQP listener's own Start carries, and the broker's handshake methods
+    decoded once.
+
+    Why: a broker says the same Start, Tune and Open-Ok to every
+    connection, and decoding them (the Start's server-properties table
+    above all) and encoding the gateway's own Start were a tenth of the
+    gateway's CPU per connection (bench/results/20261206T102940Z).
+
+    @ivar serverProperties: the broker's, or L{DEFAULT_SERVER_PROPERTIES}
+        until it has been asked.
+    @ivar fromBroker: whether C{serverProperties} came from the broker.
     """
+
+    #: How many distinct broker methods are kept decoded; a broker's
+    #: handshake has three, a cluster's nodes each their own Start.
+    KEEP = 32
 
     def __init__(self):
         self.serverProperties = DEFAULT_SERVER_PROPERTIES
         self.fromBroker = False
+        self._decoded = {}
+        self._ownStart = None
 
     def update(self, serverProperties):
+        if serverProperties != self.serverProperties:
+            self._ownStart = None
         self.serverProperties = serverProperties
         self.fromBroker = True
+
+    def decodeBrokerMethod(self, payload):
+        """
+        L{decodeMethod} for the payload of a method frame from the broker,
+        answered from memory when the broker sent the same bytes before.
+        The L{Method} returned is shared: never change its C{args}.
+
+        Only the broker's frames come here: a client's Start-Ok carries a
+        password, which no cache may keep.
+
+        @raise AMQPError: as L{decodeMethod} (nothing is remembered).
+        """
+        payload = bytes(payload)
+        method = self._decoded.get(payload)
+        if method is None:
+            method = decodeMethod(payload)
+            if len(self._decoded) >= self.KEEP:
+                # Not a broker's handshake (it repeats): keep the newest only.
+                self._decoded.clear()
+            self._decoded[payload] = method
+        return method
+
+    def ownStart(self, mechanisms, locales):
+        """
+        @return: the frame of the gateway's own Connection.Start, with the
+            broker's server properties, encoded once for each of them.
+        """
+        key = (mechanisms, locales)
+        if self._ownStart is None or self._ownStart[0] != key:
+            self._ownStart = (key, encodeMethod(
+                0, "connection.start", version_major=0, version_minor=9,
+                server_properties=self.serverProperties, mechanisms=mechanisms, locales=locales))
+        return self._ownStart[1]
 
 
 class BrokerProtocol(protocol.Protocol):

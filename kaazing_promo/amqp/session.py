@@ -248,10 +248,7 @@ class GatewaySession:
             self._connectBroker()
         else:
             self.state = State.START
-            self.client.write(encodeMethod(
-                0, "connection.start", version_major=0, version_minor=9,
-                server_properties=self.startCache.serverProperties,
-                mechanisms=PLAIN + b" " + AMQPLAIN, locales=_LOCALE.encode("ascii")))
+            self.client.write(self.startCache.ownStart(PLAIN + b" " + AMQPLAIN, _LOCALE.encode("ascii")))
 
     def _clientFrame(self, frameType, channel, payload, raw):
         if frameType == FRAME_HEARTBEAT and channel == 0 and self.state in (State.OPEN, State.OPEN_OK):
@@ -466,7 +463,7 @@ class GatewaySession:
                     continue
                 return self._brokerBroke(f"broker sent frame type {frameType} while {self.state.value}")
             try:
-                method = decodeMethod(payload)
+                method = self.startCache.decodeBrokerMethod(payload)
             except AMQPError as e:
                 return self._brokerBroke(f"broker sent a bad method: {e.text}")
             self._brokerMethod(method, raw)

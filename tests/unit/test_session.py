@@ -11,7 +11,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kaazing_promo.amqp.codec import (
     ACCESS_REFUSED, ALT_PROTOCOL_HEADER, COMMAND_INVALID, CONNECTION_FORCED, FRAME_BODY, FRAME_ERROR, FRAME_HEADER,
-    FRAME_METHOD, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, decodeSASLResponse, encodeFrame, encodeMethod)
+    FRAME_METHOD, NOT_ALLOWED, PROTOCOL_HEADER, UNEXPECTED_FRAME, AMQPError, decodeSASLResponse, encodeFrame,
+    encodeMethod)
+from kaazing_promo.amqp import broker
+from kaazing_promo.amqp.broker import BrokerStartCache
 from kaazing_promo.amqp.frames import FrameReader
 from kaazing_promo.amqp.session import _CLOSE_OK_WAIT, GatewaySession, State
 from kaazing_promo.auth.avatar import ANONYMOUS, GatewayUser
@@ -24,7 +27,7 @@ from kaazing_promo.secrets import SecretStore
 from tests.amqpframes import (
     CLIENT_PROPERTIES, CLOSE, CLOSE_OK, OPEN, OPEN_OK, PUBLISH, TUNE, TUNE_OK, UPDATE_SECRET, UPDATE_SECRET_OK,
     content, methods, start, startOk)
-from tests.fakes import FakeAuthenticator, SessionTestsMixin
+from tests.fakes import FakeAuthenticator, FakeBroker, FakeClient, SessionTestsMixin
 
 
 class WebSocketSessionTests(SessionTestsMixin, SynchronousTestCase):
@@ -1114,3 +1117,101 @@ class UpdateSecretTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(self.session.state, State.CLOSING)
         self.session.brokerConnectionLost()
         self.assertEqual(self.session.state, State.CLOSED)
+
+
+class HandshakeCacheTests(SessionTestsMixin, SynchronousTestCase):
+    """
+    Issue 19, connection setup: what the broker says in every handshake is
+    decoded once per gateway, and the AMQP listener's own Start encoded once,
+    through the L{BrokerStartCache} the gateway's sessions share; a client's
+    Start-Ok (its password) is never kept.
+    """
+
+    def setUp(self):
+        SessionTestsMixin.setUp(self)
+        self.cache = BrokerStartCache()
+        self.decoded, self.encoded = [], []
+        realDecode, realEncode = broker.decodeMethod, broker.encodeMethod
+
+        def decode(payload):
+            self.decoded.append(payload)
+            return realDecode(payload)
+
+        def encode(*args, **kwargs):
+            self.encoded.append(args[1])
+            return realEncode(*args, **kwargs)
+        self.patch(broker, "decodeMethod", decode)
+        self.patch(broker, "encodeMethod", encode)
+
+    def twoRelayedHandshakes(self):
+        for _ in range(2):
+            self.client, self.broker = FakeClient(), FakeBroker()
+            self.makeSession(startCache=self.cache)
+            self.relayHandshake()
+            self.assertEqual(self.session.state, State.PASSTHROUGH)
+
+    def test_brokerMethodsDecodedOnce(self):
+        """
+        The broker's Start, Tune and Open-Ok of a second connection are the
+        first one's, decoded once.
+        """
+        self.twoRelayedHandshakes()
+        self.assertEqual(sorted(self.decoded), sorted([start()[7:-1], TUNE[7:-1], OPEN_OK[7:-1]]))
+
+    def test_differentBytesDecodedAgain(self):
+        """
+        A broker that says something else is decoded again: the memory is
+        keyed by the exact bytes.
+        """
+        self.makeSession(startCache=self.cache)
+        self.clientSays(PROTOCOL_HEADER)
+        self.connectBroker()
+        self.brokerSays(start())
+        other = encodeMethod(0, "connection.start", version_major=0, version_minor=9,
+                             server_properties={"product": "other"}, mechanisms=b"PLAIN", locales=b"en_US")
+        self.client, self.broker = FakeClient(), FakeBroker()
+        self.makeSession(startCache=self.cache)
+        self.clientSays(PROTOCOL_HEADER)
+        self.connectBroker()
+        self.brokerSays(other)
+        self.assertEqual(len(self.decoded), 2)
+        self.assertEqual(self.cache.serverProperties, {"product": "other"})
+
+    def test_clientStartOkNeverKept(self):
+        """
+        Only the broker's frames are remembered: nothing the cache holds
+        carries the client's password.
+        """
+        self.twoRelayedHandshakes()
+        self.assertNotIn(startOk()[7:-1], self.decoded)
+        self.assertFalse([payload for payload in self.decoded if b"xyz" in payload])
+
+    def test_ownStartEncodedOncePerProperties(self):
+        """
+        The AMQP listener's own Start is encoded once, and again when the
+        broker's server properties change.
+        """
+        self.ownStart = True
+        for _ in range(2):
+            self.client = FakeClient()
+            self.makeSession(avatar=None, authenticator=FakeAuthenticator(defer.Deferred()),
+                             startCache=self.cache)
+            self.clientSays(PROTOCOL_HEADER)
+            [(name, args)] = methods(self.clientHeard())
+            self.assertEqual(args["server_properties"]["product"], "kaazing-promo")
+        self.assertEqual(self.encoded, ["connection.start"])
+        self.cache.update({"product": "RabbitMQ"})
+        self.client = FakeClient()
+        self.makeSession(avatar=None, authenticator=FakeAuthenticator(defer.Deferred()), startCache=self.cache)
+        self.clientSays(PROTOCOL_HEADER)
+        [(name, args)] = methods(self.clientHeard())
+        self.assertEqual(args["server_properties"], {"product": "RabbitMQ"})
+        self.assertEqual(self.encoded, ["connection.start", "connection.start"])
+
+    def test_badBrokerMethodNotKept(self):
+        """
+        Bytes that do not decode raise as before, every time.
+        """
+        for _ in range(2):
+            self.assertRaises(AMQPError, self.cache.decodeBrokerMethod, b"\x00\x0a\x00\x63")
+        self.assertEqual(len(self.decoded), 2)
