@@ -37,22 +37,34 @@ CONNECTION_FORMAT = (
     "bytes_in={bytes_in} bytes_out={bytes_out}")
 
 
+def _audit(template, **fields):
+    """
+    Emit one audit event: C{fields}, and its line as C{template} formats
+    them, formatted once here by L{str.format}.
+
+    Why: twisted.logger formats a C{log_format} for each text observer
+    with its own formatter, written in Python: three fifths of an event's
+    cost, and three events per connection.  The line is the same text.
+    """
+    _log.info("{audit_line}", audit_line=template.format(**fields), **fields)
+
+
 def auditLogin(listener, source, outcome, reason="", gateway_user=None, broker_user=None, vhost=None):
     """
     Record one login decision.
     """
-    _log.info(LOGIN_FORMAT, event="login", listener=listener, source=escaped(source), outcome=outcome,
-              reason=escaped(reason), gateway_user=escaped(gateway_user), broker_user=escaped(broker_user),
-              vhost=escaped(vhost))
+    _audit(LOGIN_FORMAT, event="login", listener=listener, source=escaped(source), outcome=outcome,
+           reason=escaped(reason), gateway_user=escaped(gateway_user), broker_user=escaped(broker_user),
+           vhost=escaped(vhost))
 
 
 def auditOpen(listener, source, gateway_user, broker_user, vhost, handshake_s):
     """
     Record a connection whose handshake finished (the broker's Open-Ok passed).
     """
-    _log.info(OPEN_FORMAT, event="open", listener=listener, source=escaped(source),
-              gateway_user=escaped(gateway_user), broker_user=escaped(broker_user), vhost=escaped(vhost),
-              handshake_s=handshake_s)
+    _audit(OPEN_FORMAT, event="open", listener=listener, source=escaped(source),
+           gateway_user=escaped(gateway_user), broker_user=escaped(broker_user), vhost=escaped(vhost),
+           handshake_s=handshake_s)
 
 
 def auditConnection(listener, source, outcome, reason, gateway_user, broker_user, vhost,
@@ -60,10 +72,10 @@ def auditConnection(listener, source, outcome, reason, gateway_user, broker_user
     """
     Record the end of one client connection.
     """
-    _log.info(CONNECTION_FORMAT, event="connection", listener=listener, source=escaped(source),
-              outcome=outcome, reason=escaped(reason), gateway_user=escaped(gateway_user),
-              broker_user=escaped(broker_user), vhost=escaped(vhost), duration_s=duration_s,
-              bytes_in=bytes_in, bytes_out=bytes_out)
+    _audit(CONNECTION_FORMAT, event="connection", listener=listener, source=escaped(source),
+           outcome=outcome, reason=escaped(reason), gateway_user=escaped(gateway_user),
+           broker_user=escaped(broker_user), vhost=escaped(vhost), duration_s=duration_s,
+           bytes_in=bytes_in, bytes_out=bytes_out)
 
 
 def isAuditEvent(event):
