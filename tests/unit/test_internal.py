@@ -7,6 +7,9 @@ import builtins
 import io
 import os
 import stat
+import sys
+import threading
+from unittest import SkipTest
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import UsernamePassword
@@ -757,3 +760,40 @@ class ModuleTests(SynchronousTestCase):
         """
         self.assertTrue(issubclass(UsersCnfError, ConfigError))
         self.assertIs(internal.UsersCnfError, UsersCnfError)
+
+
+class HashingPriorityTests(SynchronousTestCase):
+    """
+    Issue 19, login storms: the internal realm hashes in threads nicer than
+    the reactor, so that the reactor gets a core first while every core
+    hashes.
+    """
+
+    def niceOf(self, thread):
+        seen = []
+
+        def record():
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        worker = thread(target=record)
+        worker.start()
+        worker.join(10)
+        return seen[0]
+
+    def test_hashingThreadsAreNicer(self):
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("a thread's own nice value is Linux's")
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        self.assertEqual(self.niceOf(threading.Thread), mine)
+        self.assertEqual(self.niceOf(internal.HashingThread), min(19, mine + internal.HASHING_NICENESS))
+
+    def test_poolUsesHashingThreads(self):
+        """
+        The pool the checker makes for itself (no pool given) starts its
+        workers as L{internal.HashingThread}s.
+        """
+        users, groups = standardUsers()
+        reactor = ThreadlessReactor()
+        checker = InternalChecker(writeUsersCnf(self.mktemp(), users, groups), reactor=reactor)
+        pool = checker._pool()
+        self.addCleanup(pool.stop)
+        self.assertIs(pool.threadFactory, internal.HashingThread)
