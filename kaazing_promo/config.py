@@ -173,6 +173,9 @@ class Config:
     broker_auth = attr.ib(default=attr.Factory(BrokerAuth))
     permissions = attr.ib(default=())
     demo = attr.ib(default=False)
+    #: The file of the key tickets, session cookies and broker tokens are
+    #: signed with, created when missing; L{None}: a random key per start.
+    key_file = attr.ib(default=None)
     #: L{Cluster}, or L{None} without C{[cluster]}: everything per process.
     cluster = attr.ib(default=None)
 
@@ -319,6 +322,7 @@ def parseConfig(data, path, apigwDir=None):
     workers = top.get("workers", int, check=_positive, hint="; use 1 or more")
     drain = top.get("drain_timeout", float, check=_nonNegative)
     demo = top.get("demo", bool)
+    keyFile = top.path_("key_file")
 
     broker = _Section(path, "[broker]", top.sub("broker"), Broker)
     brokerConfig = Broker(
@@ -386,13 +390,17 @@ def parseConfig(data, path, apigwDir=None):
 
     clusterConfig = _cluster(path, data["cluster"]) if "cluster" in data else None
     top.used.add("cluster")
+    if clusterConfig is not None and keyFile is not None:
+        raise top.error("cannot be set with [cluster]: the cluster's shared key ([cluster] key_file or key_env) "
+                        "signs tickets, session cookies and tokens; remove key_file", "key_file")
 
     top.finish()
     return Config(
         path=path, user_auth=userAuth, apigw_dir=apigwDir or fileApigw, workers=workers,
         drain_timeout=drain, broker=brokerConfig, listeners=tuple(listeners),
         internal=internalConfig, delegated=delegatedConfig, promotion=promotionConfig,
-        admin=adminConfig, broker_auth=brokerAuthConfig, permissions=permissions, demo=demo, cluster=clusterConfig)
+        admin=adminConfig, broker_auth=brokerAuthConfig, permissions=permissions, demo=demo, key_file=keyFile,
+        cluster=clusterConfig)
 
 
 def _cluster(path, raw):

@@ -2,6 +2,9 @@
 Secrets: values that must never appear in logs, exceptions or repr()s.
 """
 
+import base64
+import hashlib
+import hmac
 import os
 import stat
 import tomllib
@@ -82,6 +85,50 @@ def readSecret(where, path=None, variable=None, environ=None):
     if not value:
         raise ConfigError(f"{source}: {where}: the secret is empty; put the value there")
     return Secret(value)
+
+
+#: The shortest key text accepted, in characters (32 random bytes in base64 are 44).
+MIN_KEY_LENGTH = 32
+
+
+def readSigningKey(where, text, context):
+    """
+    @param text: a shared key's text, as an operator wrote or the gateway
+        generated it.
+    @param context: what the key signs (L{bytes}): different uses of one
+        text get unrelated keys.
+    @return: the 32-byte signing key derived from C{text}.
+    @raise ConfigError: C{text} is shorter than L{MIN_KEY_LENGTH}.
+    """
+    if len(text) < MIN_KEY_LENGTH:
+        raise ConfigError(f"{where}: the key is shorter than {MIN_KEY_LENGTH} characters; make one with "
+                          "`head -c 32 /dev/urandom | base64`")
+    return hmac.new(text.encode("utf-8"), context, hashlib.sha256).digest()
+
+
+def readOrCreateKeyFile(where, path):
+    """
+    The text of the key file at C{path}, which is created first (32 random
+    bytes in base64, mode 0600, never overwritten: two processes starting
+    at once agree on the first one's) when it does not exist.
+
+    @return: C{(text, created)}.
+    @raise ConfigError: the file (or its directory) is unusable.
+    """
+    text = base64.b64encode(os.urandom(32)).decode("ascii") + "\n"
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        created = False
+    except OSError as e:
+        raise ConfigError(f"{path}: {where}: the key file cannot be created ({e.strerror}); create its directory "
+                          "writable by the gateway's user, or make the key yourself: "
+                          "`head -c 32 /dev/urandom | base64 > FILE; chmod 0600 FILE`")
+    else:
+        with os.fdopen(descriptor, "w", encoding="ascii") as f:
+            f.write(text)
+        created = True
+    return readPrivateFile(path, f"fix {where}").strip(), created
 
 
 class SecretStore:

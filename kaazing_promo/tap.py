@@ -32,7 +32,7 @@ from kaazing_promo.ops.audit import AuditJSONService
 from kaazing_promo.ops.memory import MemoryReclaimer
 from kaazing_promo.ops.reload import ReloadService
 from kaazing_promo.promotion import makePromoter
-from kaazing_promo.secrets import SecretStore
+from kaazing_promo.secrets import SecretStore, readOrCreateKeyFile, readSigningKey
 from kaazing_promo.token.tokens import TokenBook
 from kaazing_promo.transport.context import ListenerContext
 from kaazing_promo.transport.proxied import TrustedProxyFactory
@@ -117,6 +117,28 @@ def checkBrokerSecrets(config, promoter, secrets):
         raise ConfigError(
             f"{config.path}: [promotion]: no broker secret for {', '.join(map(repr, missing))} in "
             f"{secrets.source or 'any source'}; add {missing[0]} = \"<password>\" to the secrets")
+
+
+_KEY_FILE_CONTEXT = b"kaazing-promo key_file signing key v1"
+
+
+def loadKeyFile(config):
+    """
+    The signing key of C{key_file}: the same across restarts (and for every
+    worker, which the master hands it to), so that a browser's session
+    cookie outlives a restart and its reconnect costs no password hash.
+    The file is created, mode 0600, when missing.
+
+    @return: the signing key (L{bytes}).
+    @raise ConfigError: the file cannot be created, is readable by others,
+        or holds too short a key.
+    """
+    where = f"{config.path}: key 'key_file'"
+    text, created = readOrCreateKeyFile(where, config.key_file)
+    if created:
+        log.info("created the signing key {path} (mode 0600): session cookies, tickets and tokens outlive a "
+                 "restart", path=config.key_file)
+    return readSigningKey(f"{config.key_file}: {where}", text, _KEY_FILE_CONTEXT)
 
 
 def buildTokenBook(config, ticketKey, cluster):
@@ -231,6 +253,10 @@ class GatewayService(service.MultiService):
             ticketKey, password = loadClusterSecrets(config)
             self.cluster = Cluster(config.cluster, reactor, password)
             self.cluster.setServiceParent(self)
+        if ticketKey is None and config.key_file is not None:
+            ticketKey = loadKeyFile(config)
+        # Without key_file or [cluster], the key is this start's own.
+        self.ephemeralKey = ticketKey is None
         self.ticketKey = ticketKey or os.urandom(32)
         self.secrets = buildSecrets(config)
         self.promoter = makePromoter(config.promotion, self.secrets)
@@ -329,6 +355,12 @@ class GatewayService(service.MultiService):
                                 if listener.auth == "none" and self.config.promotion.mode == "consolidated"
                                 else ""))
         log.info("open-files limit allows about {clients} clients", clients=clients)
+        cookies = [listener.name for listener in self.config.listeners
+                   if listener.protocol == "websocket" and listener.auth == "required" and listener.session_ttl]
+        if self.ephemeralKey and cookies:
+            log.info("session cookies of {listeners} are signed with a key made at this start: after a restart "
+                     "every browser logs in with its password again; set key_file to keep them",
+                     listeners=", ".join(cookies))
         service.MultiService.startService(self)
         self._probing = self.brokerConnector.probe(self.startCache).addCallback(self._probed)
 

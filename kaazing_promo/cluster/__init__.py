@@ -9,8 +9,6 @@ about a token's connection are answered from.  Without C{[cluster]} this
 package is never imported and every process keeps its own.
 """
 
-import hashlib
-import hmac
 
 from twisted.application import service
 from twisted.application.internet import TimerService
@@ -19,16 +17,12 @@ from twisted.logger import Logger
 from kaazing_promo.auth.limits import FailureWindow
 from kaazing_promo.cluster.redislink import RedisLink
 from kaazing_promo.cluster.shared import FallbackFailureStore, RedisFailureStore, RedisGrantStore, RedisNonceLedger
-from kaazing_promo.errors import ConfigError
-from kaazing_promo.secrets import readSecret
+from kaazing_promo.secrets import readSecret, readSigningKey
 
 #: Seconds between two renewals of the grants of open token-mode connections.
 GRANT_RENEWAL = 60.0
 
 log = Logger(namespace="kaazing_promo.cluster")
-
-#: The shortest shared key accepted (characters of the key file or variable).
-MIN_KEY_LENGTH = 32
 
 _KEY_CONTEXT = b"kaazing-promo cluster signing key v1"
 
@@ -47,13 +41,11 @@ def loadClusterSecrets(config, environ=None):
     keyKey = "key_file" if cluster.key_file is not None else "key_env"
     where = f"{config.path}: [cluster] key '{keyKey}'"
     key = readSecret(where, cluster.key_file, cluster.key_env, environ)
-    if len(key.reveal()) < MIN_KEY_LENGTH:
-        raise ConfigError(f"{where}: the shared key is shorter than {MIN_KEY_LENGTH} characters; make one with "
-                          "`head -c 32 /dev/urandom | base64` and give every gateway the same")
     passwordKey = "password_file" if cluster.password_file is not None else "password_env"
     password = readSecret(f"{config.path}: [cluster] key '{passwordKey}'",
                           cluster.password_file, cluster.password_env, environ)
-    signingKey = hmac.new(key.reveal().encode("utf-8"), _KEY_CONTEXT, hashlib.sha256).digest()
+    # Every gateway of the cluster is given the same key text.
+    signingKey = readSigningKey(f"{where} (the shared key)", key.reveal(), _KEY_CONTEXT)
     return signingKey, password
 
 
