@@ -385,8 +385,10 @@ class InternalChecker:
         if self._cache.get(key, self._reactor.seconds()) is not None:
             entry = self._entry(username)
             if _refusal(entry) is None:
+                self._counted(hit=True)
                 return succeed(self._avatar(entry))
             self._cache.discard(key)
+        self._counted(hit=False)
 
         loaded = self._loaded
         entry = self._entry(username)
@@ -403,6 +405,10 @@ class InternalChecker:
         d.addCallbacks(self._verified, self._verifyFailed,
                        callbackArgs=(username, hashValue, reason, key))
         return d
+
+    def _counted(self, hit):
+        if self.metrics is not None:
+            self.metrics.verifyCache(hit)
 
     def _verified(self, matched, username, hashValue, reason, key):
         if reason is None and not matched:

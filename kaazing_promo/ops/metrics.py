@@ -54,6 +54,12 @@ class IRealmMetrics(Interface):
         users loaded before (C{ok=False}).
         """
 
+    def verifyCache(hit):
+        """
+        An internal login was answered from the verify cache (C{hit=True})
+        or cost a password hash (C{hit=False}).
+        """
+
 
 def _paused(session):
     """
@@ -158,6 +164,9 @@ class GatewayMetrics:
         self.usersCnfReloads = Counter(
             PREFIX + "users_cnf_reloads", "users.cnf reloads: ok, or error (the old users stay).",
             ["result"], registry=registry)
+        self.verifyCacheUse = Counter(
+            PREFIX + "verify_cache", "Internal logins answered from the verify cache (hit) or verified with a "
+            "password hash (miss).", ["result"], registry=registry)
         registry.register(_LiveCollector(self))
         # process_resident_memory_bytes, process_open_fds, CPU: what a soak
         # watches, for the operator (from /proc; nothing where there is none).
@@ -176,6 +185,8 @@ class GatewayMetrics:
         if realm == "internal":
             for result in ("ok", "error"):
                 self.usersCnfReloads.labels(result)
+            for result in ("hit", "miss"):
+                self.verifyCacheUse.labels(result)
 
     # The audit observer
 
@@ -212,6 +223,9 @@ class GatewayMetrics:
 
     def usersCnfReloaded(self, ok):
         self.usersCnfReloads.labels("ok" if ok else "error").inc()
+
+    def verifyCache(self, hit):
+        self.verifyCacheUse.labels("hit" if hit else "miss").inc()
 
     def render(self):
         """

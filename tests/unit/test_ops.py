@@ -298,6 +298,27 @@ class RealmHookTests(DelegatedTestMixin, SynchronousTestCase):
         self.assertEqual(value(metrics, "kaazing_promo_users_cnf_reloads_total", result="ok"), 1)
         self.assertEqual(value(metrics, "kaazing_promo_users_cnf_reloads_total", result="error"), 1)
 
+    def test_19_verifyCacheHitsAndMisses(self):
+        """
+        Issue 19: internal logins count a miss for each password hash and a
+        hit for each answer from the verify cache (what the reconnect storm
+        of bench/run reads: a restart must cost no hashes).
+        """
+        from twisted.cred.credentials import UsernamePassword
+        from kaazing_promo.auth.internal import InternalChecker
+        users, groups = standardUsers()
+        checker = InternalChecker(writeUsersCnf(self.mktemp(), users, groups), reactor=ThreadlessReactor(),
+                                  threadpool=SynchronousThreadPool())
+        checker.load()
+        metrics = makeMetrics("internal")
+        self.assertEqual(value(metrics, "kaazing_promo_verify_cache_total", result="miss"), 0)
+        MetricsService(metrics, checker).startService()
+        self.successResultOf(checker.requestAvatarId(UsernamePassword(b"alice", b"alice-pw")))
+        self.successResultOf(checker.requestAvatarId(UsernamePassword(b"alice", b"alice-pw")))
+        self.failureResultOf(checker.requestAvatarId(UsernamePassword(b"alice", b"wrong")))
+        self.assertEqual(value(metrics, "kaazing_promo_verify_cache_total", result="miss"), 2)
+        self.assertEqual(value(metrics, "kaazing_promo_verify_cache_total", result="hit"), 1)
+
 
 class HealthTests(SynchronousTestCase):
     """
