@@ -268,6 +268,29 @@ class Environment(infra.Children):
         child, ports, _ = self._spawnGateway(name, path, ports)
         return child, ports
 
+    def startReconnectGateway(self, name, keyFile):
+        """
+        A gateway with one WebSocket listener (C{auth = "required"}, the
+        internal realm over the bench's users.cnf, every listener setting at
+        its default), C{key_file} set, and an admin listener for its
+        metrics, for the reconnect storm.
+
+        @return: C{(child, ports, path of its configuration)}.
+        """
+        ports = {"web": infra.freePort(), "admin": infra.freePort()}
+        lines = ['user_auth = "internal"', f"key_file = {json.dumps(keyFile)}", "",
+                 "[broker]", f'endpoint = "tcp:host=127.0.0.1:port={self.rabbit.port}"', "",
+                 "[[listeners]]", 'name = "web"', 'protocol = "websocket"',
+                 f'endpoint = "tcp:port={ports["web"]}:interface=127.0.0.1"', 'auth = "required"', "",
+                 "[internal]", f"users_cnf = {json.dumps(os.path.join(self.base, 'users.cnf'))}", "",
+                 "[admin]", f'endpoint = "tcp:port={ports["admin"]}:interface=127.0.0.1"', "",
+                 "[promotion]", 'mode = "consolidated"', 'user = "guest"', 'secrets_file = "broker-secrets.toml"', ""]
+        path = os.path.join(self.base, f"{name}.toml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines))
+        child, ports, _ = self._spawnGateway(name, path, ports)
+        return child, ports, path
+
     def _spawnGateway(self, name, path, ports):
         twistd = os.path.join(PROJECT_VENV, "bin", "twistd")
         t0 = time.monotonic()
@@ -875,6 +898,75 @@ class Bench:
             self.results["rows"].append(row)
             self.save()
 
+    # reconnect storm ------------------------------------------------------------
+    def reconnectStorm(self):
+        """
+        C{--reconnect-users} browsers (pages) log in once with a password on
+        the ticket endpoint of a gateway with C{key_file} (each keeps the
+        session cookie), open the WebSocket with their ticket and stay.  The
+        gateway is then restarted (SIGTERM, a new process, the same
+        configuration and key file), and every page asks for a new ticket
+        with its cookie alone and opens the WebSocket again, at most
+        C{--concurrency} in flight.  The row: how long until all are back,
+        how many needed their password, and how many password hashes the
+        new gateway computed (its C{kaazing_promo_verify_cache_total}
+        misses), next to what N hashes at the default cost would have taken.
+        """
+        o = self.opts
+        env = self.env
+        count = min(o.reconnect_users, len(env.users))
+        row = {"scenario": "reconnect-storm", "users": count, "concurrency": o.concurrency,
+               "loadAverageBefore": loadAverage()}
+        keyFile = os.path.join(env.base, "reconnect", "gateway.key")
+        os.makedirs(os.path.dirname(keyFile), exist_ok=True)
+        child, ports, configPath = env.startReconnectGateway("gateway-reconnect", keyFile)
+        pages = None
+        try:
+            pages = LoadProcess({
+                "scenario": "browsers", "target": {"kind": "ws", "url": f"ws://127.0.0.1:{ports['web']}/amqp"},
+                "http": {"host": "127.0.0.1", "port": ports["web"], "path": "/amqp"},
+                "users": [list(u) for u in env.users[:count]], "sources": [stormSource(i) for i in range(count)],
+                "concurrency": o.concurrency, "timeout": 600})
+            held = pages.event()
+            if held.get("event") != "held":
+                raise LoadError(f"the pages did not all connect: {held}")
+            row["held"] = held
+            log(f"reconnect storm: {held['pages']:,} pages connected in {held['seconds']:.1f} s "
+                f"({held['withCookie']:,} with a session cookie); restarting the gateway")
+            t0 = time.monotonic()
+            env.stopChild(child)
+            stopped = time.monotonic()
+            child, ports, startup = env._spawnGateway("gateway-reconnect", configPath, ports)
+            row["restart"] = {"stopSeconds": stopped - t0, "startSeconds": startup}
+            before = _verifyCacheCounts(ports["admin"])
+            cpu0 = infra.cpuSeconds(child.pid)
+            pages.proc.stdin.write("reconnect\n")
+            pages.proc.stdin.flush()
+            result = pages.event().get("result") or {}
+            row["gatewayCpuSeconds"] = infra.cpuSeconds(child.pid) - cpu0
+            after = _verifyCacheCounts(ports["admin"])
+            row.update(result=result, hashes=after["miss"] - before["miss"], cacheHits=after["hit"] - before["hit"])
+        except (LoadError, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            row["error"] = f"{type(e).__name__}: {e}"
+            log(f"reconnect storm failed: {row['error']}")
+        finally:
+            if pages is not None:
+                pages.kill()
+            env.stopChild(child)
+        hashRuns = hashTimes()
+        row["hashSeconds"] = statistics.median(w for w, _ in hashRuns)
+        row["cores"] = os.cpu_count() or 1
+        row["withoutCookiesSeconds"] = count * row["hashSeconds"] / row["cores"]
+        row["loadAverageAfter"] = loadAverage()
+        if "result" in row:
+            r = row["result"]
+            log(f"reconnect storm: {r.get('reconnected'):,} of {count:,} back in {r.get('seconds') or 0:.2f} s "
+                f"(p50 {r.get('p50ms') or 0:.0f} ms, p99 {r.get('p99ms') or 0:.0f} ms); password needed "
+                f"{r.get('neededPassword')}, hashes {row['hashes']}; {count:,} hashes at the default cost would "
+                f"take {row['withoutCookiesSeconds']:.0f} s")
+        self.results["rows"].append(row)
+        self.save()
+
     def _storm(self, variant, usersCnf):
         import abuse  # the source-bound AMQP client (connectFrom, AMQPClient, Closed)
         o = self.opts
@@ -1032,6 +1124,22 @@ def stormUsersCnf(count):
         f.write(renderUsersCnf(entries, {"Everybody": names}))
     os.replace(path + ".tmp", path)
     return path, time.monotonic() - t0
+
+
+def _verifyCacheCounts(adminPort):
+    """
+    @return: C{{"hit": n, "miss": n}} of the gateway's
+        C{kaazing_promo_verify_cache_total} (a miss is one password hash).
+    """
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{adminPort}/metrics", timeout=10) as response:
+        text = response.read().decode("utf-8")
+    counts = {"hit": 0, "miss": 0}
+    for line in text.splitlines():
+        if line.startswith("kaazing_promo_verify_cache_total{"):
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            counts[result] = int(float(line.rsplit(" ", 1)[1]))
+    return counts
 
 
 def hashTimes(runs=5):
@@ -1206,9 +1314,12 @@ def parseArgs(argv):
     p.add_argument("--concurrency", type=int, default=50, help="connection opens in flight (default 50)")
     p.add_argument("--slow-mib", type=int, help="MiB published to the stalled consumer (default 256; quick 32)")
     p.add_argument("--max-pending-bytes", type=int, default=1048576, help="the gateway's max_pending_bytes")
-    p.add_argument("--scenarios", default="throughput,profile,latency,setup,held,slow,startup,login-storm",
-                   help="comma-separated subset of throughput,profile,latency,setup,held,slow,startup,login-storm "
-                        "(reconnect-storm: not yet, it needs the session cookie of issue 19)")
+    p.add_argument("--scenarios",
+                   default="throughput,profile,latency,setup,held,slow,startup,login-storm,reconnect-storm",
+                   help="comma-separated subset of throughput,profile,latency,setup,held,slow,startup,login-storm,"
+                        "reconnect-storm")
+    p.add_argument("--reconnect-users", type=int, help="reconnect-storm: browsers connected when the gateway "
+                                                       "restarts (default 2000; quick 200; at most --users)")
     p.add_argument("--targets", help="throughput/latency only against these (comma-separated: direct,socat,"
                                      "gateway-tcp,gateway-ws,websockify)")
     p.add_argument("--startup-users", type=int, help="users in the large users.cnf of the start-up scenario "
@@ -1257,9 +1368,9 @@ def parseArgs(argv):
         options[key.strip()] = value.strip()
     o.storm_listener_option = options
     o.scenarios = [s.strip() for s in o.scenarios.split(",") if s.strip()]
-    known = {"throughput", "profile", "latency", "setup", "held", "slow", "startup", "login-storm"}
-    if "reconnect-storm" in o.scenarios:
-        p.error("reconnect-storm needs the session cookie issue 19 asks for, which the gateway does not have yet")
+    o.reconnect_users = o.reconnect_users or (200 if q else 2000)
+    known = {"throughput", "profile", "latency", "setup", "held", "slow", "startup", "login-storm",
+             "reconnect-storm"}
     if set(o.scenarios) - known:
         p.error(f"--scenarios: unknown {sorted(set(o.scenarios) - known)}")
     if q and "profile" in o.scenarios and "--scenarios" not in " ".join(argv):
@@ -1311,7 +1422,8 @@ def main(argv):
         env.startPeers()
         for scenario, fn in (("throughput", bench.throughput), ("profile", lambda: bench.profiles(
                 ts, o.results)), ("latency", bench.latency), ("setup", bench.setup), ("held", bench.held),
-                ("slow", bench.slowConsumer), ("startup", bench.startup), ("login-storm", bench.loginStorm)):
+                ("slow", bench.slowConsumer), ("startup", bench.startup), ("login-storm", bench.loginStorm),
+                ("reconnect-storm", bench.reconnectStorm)):
             if scenario in o.scenarios:
                 log(f"--- {scenario} (load average {loadAverage()})")
                 t0 = time.monotonic()

@@ -17,7 +17,7 @@
 // whole process gives up after spec.timeout seconds.
 //
 // spec = {
-//   scenario: "throughput" | "latency" | "setup" | "hold" | "consume" | "publish" | "probe",
+//   scenario: "throughput" | "latency" | "setup" | "hold" | "consume" | "publish" | "probe" | "browsers",
 //   target: {kind: "tcp", host, port} | {kind: "ws", url, wsClient?},
 //   user, password,            // AMQP PLAIN (TCP) and/or HTTP Basic (WebSocket)
 //   users: [[user, password], ...]   // setup/hold: round-robin over these
@@ -391,7 +391,110 @@ async function probe() {
            slowest: slowest.sort((a, b) => b[1] - a[1]).slice(0, 10) }
 }
 
-const scenarios = { throughput, latency, setup, hold, consume, publish, probe }
+// The reconnect storm's browsers, each a page of the demo's kind: a
+// password login on the ticket endpoint (which sets the session cookie),
+// then the WebSocket with the ticket, held.  On "reconnect" (stdin, once the
+// restarted gateway listens) every page asks for a new ticket with its
+// cookie alone, as a page does after losing its connection, and opens the
+// WebSocket again; at most `concurrency` in flight, a failed attempt tried
+// again after `retryMs`.  A page whose cookie is refused logs in with its
+// password (counted: the gateway hashed).
+//   spec.http: {host, port, path}   spec.users, spec.sources (one per page)
+async function browsers() {
+  const http = await import("node:http")
+  const { host, port, path } = spec.http
+  const users = spec.users
+  const concurrency = spec.concurrency || 50
+  const retryMs = spec.retryMs ?? 250
+  const pages = users.map(([user, password], i) => ({ user, password, source: spec.sources[i % spec.sources.length],
+                                                      cookie: null, client: null }))
+  function ticket(page, withPassword) {
+    const headers = { "Content-Length": "0" }
+    if (withPassword) headers.Authorization = "Basic " + Buffer.from(`${page.user}:${page.password}`).toString("base64")
+    else headers.Cookie = page.cookie
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host, port, path: `${path}/ticket`, method: "POST", headers,
+                                 localAddress: page.source, agent: false }, (res) => {
+        let body = ""
+        res.setEncoding("utf8")
+        res.on("data", (chunk) => (body += chunk))
+        res.on("end", () => {
+          for (const line of res.headers["set-cookie"] || []) {
+            const m = /^kp_session=([^;]*)/.exec(line)
+            if (m) page.cookie = `kp_session=${m[1]}`
+          }
+          if (res.statusCode === 200) resolve(JSON.parse(body).ticket)
+          else reject(new Error(`ticket: HTTP ${res.statusCode}`))
+        })
+      })
+      req.on("error", reject)
+      req.end()
+    })
+  }
+  async function open(page, value) {
+    currentSource = page.source
+    currentHeaders = null
+    const c = new AMQPWebSocketClient({ url: `ws://${host}:${port}${path}?ticket=${encodeURIComponent(value)}`,
+                                        vhost: "/", username: "page", password: "page", frameMax: 131072 })
+    await c.connect()
+    c.onerror = () => {}
+    page.client = c
+  }
+  async function pool(work) {
+    let next = 0
+    const errors = {}
+    async function worker() {
+      while (next < pages.length) {
+        const page = pages[next++]
+        for (;;) {
+          try {
+            await work(page)
+            break
+          } catch (e) {
+            const key = String((e && e.message) || e).slice(0, 120)
+            errors[key] = (errors[key] || 0) + 1
+            if (now() > page.giveUpAt) throw new Error(`gave up: ${key}`)
+            await new Promise((r) => setTimeout(r, retryMs))
+          }
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: concurrency }, worker))
+    return errors
+  }
+  const t0 = now()
+  for (const page of pages) page.giveUpAt = t0 + (spec.timeout || 300) * 1000
+  const loginErrors = await pool(async (page) => open(page, await ticket(page, true)))
+  const withCookie = pages.filter((p) => p.cookie).length
+  emit({ event: "held", pages: pages.length, withCookie, seconds: (now() - t0) / 1000, errors: loginErrors })
+  await new Promise((resolve) => {
+    const rl = createInterface({ input: process.stdin })
+    rl.on("line", () => { rl.close(); resolve() })
+  })
+  const closedBefore = pages.filter((p) => p.client && p.client.closed).length
+  const r0 = now()
+  const times = []
+  let neededPassword = 0
+  const reconnectErrors = await pool(async (page) => {
+    let value
+    try {
+      value = await ticket(page, false)
+    } catch (e) {
+      if (!/HTTP 40[13]/.test(e.message)) throw e
+      neededPassword++
+      value = await ticket(page, true)
+    }
+    await open(page, value)
+    times.push(now() - r0)
+  })
+  times.sort((a, b) => a - b)
+  for (const page of pages) if (page.client) await page.client.close().catch(() => {})
+  return { pages: pages.length, withCookie, closedBefore, reconnected: times.length, neededPassword,
+           seconds: times.length ? times[times.length - 1] / 1000 : null,
+           p50ms: pct(times, 50), p99ms: pct(times, 99), errors: reconnectErrors }
+}
+
+const scenarios = { throughput, latency, setup, hold, consume, publish, probe, browsers }
 
 try {
   const result = await scenarios[spec.scenario]()

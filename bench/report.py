@@ -245,8 +245,40 @@ def markdown(results):
                 out.append(f"`{r['variant']}`: listener options {r.get('listenerOptions') or 'none (defaults)'}; "
                            "the last answer of those not logged in: " + "; ".join(
                                f"{k} ({v:,})" for k, v in sorted(r["outcomes"].items(), key=lambda kv: -kv[1])))
-        out += ["", "Not measured: `reconnect-storm` (a gateway restart with connected browsers) needs the "
-                "session cookie issue 19 asks for, which the gateway does not have yet.", ""]
+        out += [""]
+
+    rs = _rows(results, "reconnect-storm")
+    if rs:
+        out += ["## Reconnect storm — a gateway restart with connected browsers",
+                "Each page logged in once with its password on the WebSocket listener's ticket endpoint (which set "
+                "its session cookie), opened the WebSocket with its ticket, and stayed, each from its own loopback "
+                "address. The gateway (`key_file` set) is then stopped (SIGTERM: Close 320 to every page) and "
+                "started again with the same configuration; every page asks for a new ticket with its cookie "
+                "alone and opens the WebSocket again (to Open-Ok), at most `concurrency` in flight. Password "
+                "hashes = the new gateway's `kaazing_promo_verify_cache_total{result=\"miss\"}` during the "
+                "reconnect; \"N hashes would take\" = pages × one hash at the default cost (PBKDF2-SHA256, "
+                "600,000 iterations, timed in this run) ÷ cores: the reconnect's price without the cookie.", "",
+                "| pages | in flight | restart: stop / start s | all back after s | p50 / p99 ms | needed a password "
+                "| password hashes | gateway CPU s | N hashes would take s | load average before → after |",
+                "|---:|---:|---|---:|---|---:|---:|---:|---:|---|"]
+        for r in rs:
+            if r.get("error"):
+                out.append(f"| {_n(r.get('users'))} | {_n(r.get('concurrency'))} | error: {r['error']} |" + " |" * 7)
+                continue
+            res, restart = r.get("result") or {}, r.get("restart") or {}
+            back = res.get("seconds")
+            out.append(
+                f"| {_n(r['users'])} | {_n(r['concurrency'])} | {_n(restart.get('stopSeconds'), 2)} / "
+                f"{_n(restart.get('startSeconds'), 2)} | "
+                f"{_n(back, 2) if res.get('reconnected') == r['users'] else 'not all: ' + _n(res.get('reconnected'))}"
+                f" | {_n(res.get('p50ms'))} / {_n(res.get('p99ms'))} | {_n(res.get('neededPassword'))} | "
+                f"{_n(r.get('hashes'))} | {_n(r.get('gatewayCpuSeconds'), 2)} | "
+                f"{_n(r.get('withoutCookiesSeconds'), 1)} | {r.get('loadAverageBefore')} → {r.get('loadAverageAfter')} |")
+            if res.get("errors"):
+                out.append("")
+                out.append("Reconnect attempts tried again: " + "; ".join(
+                    f"{k} ({v:,})" for k, v in sorted(res["errors"].items(), key=lambda kv: -kv[1])))
+        out += [""]
 
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
