@@ -27,7 +27,7 @@ from kaazing_promo.token.brokerauth import buildBrokerAuthService
 from kaazing_promo.config import defaultConfigPath, loadConfig
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.interfaces import ITokenPromoter
-from kaazing_promo.ops.admin import buildAdminService
+from kaazing_promo.ops.admin import Readiness, buildAdminService
 from kaazing_promo.ops.audit import AuditJSONService
 from kaazing_promo.ops.memory import MemoryReclaimer
 from kaazing_promo.ops.reload import ReloadService
@@ -290,7 +290,10 @@ class GatewayService(service.MultiService):
             if self.brokerAuth is not None:
                 self.brokerAuth.setServiceParent(self)
             # Operations: the admin listener (only with [admin] endpoint).
-            self.admin = buildAdminService(self)
+            readiness = Readiness(config, reactor, self.brokerConnector, self.startCache, self.checker,
+                                  self.cluster)
+            self.admin = buildAdminService(config, reactor, self.contexts, self.authenticator.scheduler,
+                                           readiness, self.checker)
             if self.admin is not None:
                 self.admin.setServiceParent(self)
         self.workers = None
@@ -298,7 +301,8 @@ class GatewayService(service.MultiService):
             self.workers = WorkerPool(config, reactor, self.ticketKey, self.whenListening, apigwDir)
             self.workers.setServiceParent(self)
         # Reloads on SIGHUP or a changed users.cnf, in every process.
-        self.reloader = ReloadService(self, apigwDir)
+        self.reloader = ReloadService(config, reactor, self.checker, self.secrets, self.promoter,
+                                      self.authenticator, self.contexts, self.workers, apigwDir)
         self.reloader.setServiceParent(self)
         # Memory back to the system once a busy spell is over, in every process.
         self.memory = MemoryReclaimer(self.connectionCounts, reactor)

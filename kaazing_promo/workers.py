@@ -124,11 +124,17 @@ class WorkerPool(service.Service):
             self.processes.append(worker)
         self.log.info("{count} worker process(es) share the listeners", count=len(self.processes))
 
-    def stopService(self):
-        service.Service.stopService(self)
+    def signalAll(self, name):
+        """
+        Send the signal C{name} (C{"HUP"}, C{"TERM"}) to every worker still running.
+        """
         for worker in self.processes:
             if worker.transport is not None and worker.transport.pid is not None:
-                worker.transport.signalProcess("TERM")
+                worker.transport.signalProcess(name)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        self.signalAll("TERM")
         return defer.DeferredList([worker.ended for worker in self.processes])
 
 

@@ -422,6 +422,25 @@ def fakeGateway(userAuth="off", checker=None, answers=True, **top):
                            brokerConnector=FakeConnector(answers), startCache=object())
 
 
+def readinessOf(gateway):
+    """
+    @return: the L{Readiness} of a gateway, or of a L{fakeGateway}.
+    """
+    from kaazing_promo.ops.admin import Readiness
+    return Readiness(gateway.config, gateway.reactor, getattr(gateway, "brokerConnector", None),
+                     getattr(gateway, "startCache", None), gateway.checker, gateway.cluster)
+
+
+def adminServiceOf(gateway):
+    """
+    @return: what L{kaazing_promo.ops.admin.buildAdminService} makes of a
+        L{fakeGateway}'s parts.
+    """
+    from kaazing_promo.ops.admin import buildAdminService
+    return buildAdminService(gateway.config, gateway.reactor, gateway.contexts, gateway.authenticator.scheduler,
+                             readinessOf(gateway), gateway.checker)
+
+
 def render(root, path):
     """
     @return: C{(code, JSON document or body)} of a GET of C{path} under C{root}.

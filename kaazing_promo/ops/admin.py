@@ -119,19 +119,30 @@ class Readiness:
     """
     The cached readiness probes of one gateway.
 
+    @param config: the gateway's L{kaazing_promo.config.Config}.
+    @param clock: the reactor (time, and TLS handshakes with the API Gateway).
+    @param brokerConnector: the L{kaazing_promo.amqp.broker.BrokerConnector}
+        probed for a Connection.Start, into C{startCache}.
+    @param checker: the portal's checker (an L{IReloadableUsers} says how
+        many users it has), or L{None}.
+    @param cluster: the L{kaazing_promo.cluster.Cluster}, or L{None}.
     @ivar probes: C{{"broker": Probe, "realm": Probe}}, and C{"cluster"}
         with C{[cluster]}.
     """
 
-    def __init__(self, gateway, clock):
-        self.gateway = gateway
+    def __init__(self, config, clock, brokerConnector, startCache, checker, cluster=None):
+        self.config = config
         self.clock = clock
+        self.brokerConnector = brokerConnector
+        self.startCache = startCache
+        self.checker = checker
+        self.cluster = cluster
         self.probes = {"broker": Probe(), "realm": Probe()}
-        if gateway.cluster is not None:
-            self.probes["cluster"] = Probe(required=gateway.config.promotion.mode == "token")
+        if cluster is not None:
+            self.probes["cluster"] = Probe(required=config.promotion.mode == "token")
         self._policy = None
-        if gateway.config.user_auth == "delegated":
-            self._policy = tlsPolicy(gateway.config.delegated.ca_file)
+        if config.user_auth == "delegated":
+            self._policy = tlsPolicy(config.delegated.ca_file)
 
     def refresh(self):
         """
@@ -154,18 +165,17 @@ class Readiness:
         probe.record(ok, detail, self.clock.seconds())
 
     def _probeBroker(self):
-        gateway = self.gateway
-        endpoints = ", ".join(gateway.brokerConnector.descriptions)
+        endpoints = ", ".join(self.brokerConnector.descriptions)
 
         def answered(ok):
             self._record("broker", ok,
                          f"Connection.Start received from {endpoints}" if ok
                          else f"no Connection.Start from {endpoints}")
-        return gateway.brokerConnector.probe(gateway.startCache).addCallback(answered)
+        return self.brokerConnector.probe(self.startCache).addCallback(answered)
 
     def _probeRealm(self):
-        config = self.gateway.config
-        checker = self.gateway.checker
+        config = self.config
+        checker = self.checker
         if config.user_auth == "off" or checker is None:
             self._record("realm", True, "user_auth is off")
             return defer.succeed(None)
@@ -182,7 +192,7 @@ class Readiness:
             error = failure.getErrorMessage() if not failure.check(defer.TimeoutError) \
                 else f"no TLS handshake within {delegated.timeout:g} s"
             self._record("realm", False, f"{delegated.url} not reachable: {error}")
-        d = defer.maybeDeferred(tlsHandshake, self.gateway.reactor, delegated.url,
+        d = defer.maybeDeferred(tlsHandshake, self.clock, delegated.url,
                                 self._policy, delegated.timeout)
         return d.addCallbacks(reached, failed)
 
@@ -193,7 +203,7 @@ class Readiness:
                 detail += ("; logins go on with failed-login limits counted per process, tickets are refused "
                            "until it answers")
             self._record("cluster", ok, detail)
-        return self.gateway.cluster.probe().addCallback(answered)
+        return self.cluster.probe().addCallback(answered)
 
     def ready(self):
         return all(probe.ok for probe in self.probes.values() if probe.required)
@@ -270,18 +280,22 @@ class AdminService(service.MultiService):
     The admin listener with the services that feed it: the metrics
     observer and the readiness timer.
 
+    @param config: the gateway's L{kaazing_promo.config.Config} (its path
+        and C{[admin] endpoint}, for messages).
+    @param endpoint: the server endpoint to listen on.
+    @param clock: the reactor.
+    @param checker: the portal's checker, or L{None}: it reports to the
+        metrics what no audit event carries.
     @ivar metrics: the L{GatewayMetrics}.
     @ivar readiness: the L{Readiness}.
     """
 
-    def __init__(self, gateway, endpoint, probeInterval=PROBE_INTERVAL):
+    def __init__(self, config, endpoint, clock, metrics, readiness, checker=None, probeInterval=PROBE_INTERVAL):
         service.MultiService.__init__(self)
         self.setName("admin")
-        self.gateway = gateway
-        clock = gateway.reactor
-        checker = gateway.checker
-        self.metrics = GatewayMetrics(gateway.contexts, gateway.config.user_auth, gateway.authenticator.scheduler)
-        self.readiness = Readiness(gateway, clock)
+        self.config = config
+        self.metrics = metrics
+        self.readiness = readiness
         MetricsService(self.metrics, checker).setServiceParent(self)
         probes = TimerService(probeInterval, self.readiness.refresh)
         probes.clock = clock
@@ -298,14 +312,14 @@ class AdminService(service.MultiService):
         except CannotListenError as e:
             # Start-up errors are one line (see tap.makeService), not a traceback.
             raise SystemExit(
-                f"kaazing-promo: {self.gateway.config.path}: [admin] key 'endpoint': cannot listen on "
-                f"{self.gateway.config.admin.endpoint!r} ({e.socketError}); stop whatever holds that "
+                f"kaazing-promo: {self.config.path}: [admin] key 'endpoint': cannot listen on "
+                f"{self.config.admin.endpoint!r} ({e.socketError}); stop whatever holds that "
                 "port or choose another")
 
     def startService(self):
         service.MultiService.startService(self)
         log.info("admin listener on {endpoint}: /metrics /healthz /readyz",
-                 endpoint=self.gateway.config.admin.endpoint)
+                 endpoint=self.config.admin.endpoint)
 
     def whenListening(self):
         """
@@ -314,25 +328,25 @@ class AdminService(service.MultiService):
         return whenListening(self._listener)
 
 
-def buildAdminService(gateway):
+def buildAdminService(config, reactor, contexts, loginQueue, readiness, checker=None):
     """
-    @param gateway: the L{kaazing_promo.tap.GatewayService} (its config,
-        reactor, portal, contexts, brokerConnector and startCache).
+    @param contexts: the gateway's listener contexts, which the metrics read.
+    @param loginQueue: the authenticator's login queue
+        (L{kaazing_promo.auth.scheduler.FairScheduler}), or L{None}.
+    @param readiness: the gateway's L{Readiness}.
+    @param checker: the portal's checker, or L{None}.
     @return: the L{AdminService}, or L{None} when C{[admin] endpoint} is not
-        set or C{gateway} is a worker process (C{workers > 1}: only the
-        master listens there, and its metrics count its own connections).
+        set.  (With C{workers > 1} only the master builds one: its metrics
+        count its own connections.)
     @raise ConfigError: the endpoint string is not usable.
     """
-    config = gateway.config
     description = config.admin.endpoint
     if not description:
         return None
-    if gateway.isWorker:
-        # The master serves the admin endpoint; a worker binding it too would fail.
-        return None
     try:
-        endpoint = serverFromString(gateway.reactor, description)
+        endpoint = serverFromString(reactor, description)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
         raise ConfigError(f"{config.path}: [admin] key 'endpoint': {description!r} is not a usable "
                           f"endpoint string ({e}); e.g. \"tcp:port=9419:interface=127.0.0.1\"")
-    return AdminService(gateway, endpoint)
+    metrics = GatewayMetrics(contexts, config.user_auth, loginQueue)
+    return AdminService(config, endpoint, reactor, metrics, readiness, checker)

@@ -118,24 +118,25 @@ def _endpointNote(description):
     return "parses"
 
 
-def findings(gateway):
+def findings(config, brokerEndpoints, checker, secrets):
     """
-    @param gateway: a built (not started) L{kaazing_promo.tap.GatewayService}.
+    @param brokerEndpoints: the broker endpoint strings, as the gateway's
+        connector parsed them.
+    @param checker: the portal's checker as start-up built it, or L{None}.
+    @param secrets: the loaded L{kaazing_promo.secrets.SecretStore}.
     @return: the lines of the report: what each check found.
     """
-    config = gateway.config
     lines = []
     for listener in config.listeners:
         lines.append(f"listener {listener.name}: {listener.protocol} on {listener.endpoint}: "
                      f"{_endpointNote(listener.endpoint)}; auth {listener.auth}")
-    for description in gateway.brokerConnector.descriptions:
+    for description in brokerEndpoints:
         lines.append(f"broker: {description}: parses")
     if config.admin.endpoint:
         lines.append(f"admin: {config.admin.endpoint}: {_endpointNote(config.admin.endpoint)} "
                      "(/metrics /healthz /readyz)")
     else:
         lines.append("admin: off (set [admin] endpoint for /metrics, /healthz, /readyz)")
-    checker = gateway.checker
     if config.user_auth == "internal":
         line = f"realm internal: {checker.path}: {checker.userCount} users"
         for hashFormat, count in sorted(checker.unsupportedHashes.items()):
@@ -148,7 +149,6 @@ def findings(gateway):
         lines.append(f"realm delegated: {config.delegated.url}: https; {trust}")
     else:
         lines.append("realm: off (no listener asks for credentials)")
-    secrets = gateway.secrets
     if secrets.source is None:
         lines.append("broker secrets: none")
     elif secrets.path is not None and secrets.source == secrets.path:
@@ -184,7 +184,7 @@ def checkConfig(path, apigwDir=None, out=None, err=None, reactor=None):
         print(f"{path}: NOT OK: the gateway would not start", file=err)
         return 1
     print(f"{path}: OK: the gateway would start", file=out)
-    for line in findings(gateway):
+    for line in findings(config, gateway.brokerConnector.descriptions, gateway.checker, gateway.secrets):
         print(f"  {line}", file=out)
     print("\n# effective settings, defaults filled in, secrets redacted", file=out)
     print(describeSettings(config), file=out, end="")

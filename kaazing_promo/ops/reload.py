@@ -83,23 +83,47 @@ class ReloadService(service.MultiService):
     """
     Reloads on SIGHUP and when users.cnf changes.
 
-    @param gateway: the L{kaazing_promo.tap.GatewayService}: its config,
-        secrets, promoter, portal and contexts.
+    It is handed what a reload touches, and keeps the configuration it last
+    applied itself: nothing else reads the settings a reload may change.
+
+    @param config: the L{kaazing_promo.config.Config} the gateway started
+        with; each reload reads its file again and compares.
+    @param reactor: the reactor (a signal's work is handed to it).
+    @param checker: the portal's checker: an L{IReloadableUsers} is
+        reloaded (and its file watched); another kind, or L{None}, is not.
+    @param secrets: the L{kaazing_promo.secrets.SecretStore} of the broker passwords.
+    @param promoter: the L{IIdentityPromoter}, reconfigured with a new
+        C{[promotion.map]}; an L{ITokenPromoter}'s token book takes the new
+        C{[[permissions]]}.
+    @param authenticator: the L{IAuthenticator}, asked whether each open
+        connection's person may still be connected.
+    @param contexts: C{{listener name: ListenerContext}}, whose C{sessions}
+        are the open connections.
+    @param workers: the L{kaazing_promo.workers.WorkerPool} whose processes
+        a SIGHUP is passed on to, or L{None}.
     @param apigwDir: C{--apigw-dir} from the command line (it wins over the
         file's C{apigw_dir} on every read, as at start-up).
     @param signals: the L{signal} module (tests pass a fake).
+    @ivar config: the configuration as last applied.
     """
 
-    def __init__(self, gateway, apigwDir=None, pollInterval=POLL_INTERVAL, signals=signal):
+    def __init__(self, config, reactor, checker, secrets, promoter, authenticator, contexts, workers=None,
+                 apigwDir=None, pollInterval=POLL_INTERVAL, signals=signal):
         service.MultiService.__init__(self)
         self.setName("reload")
-        self.gateway = gateway
+        self.config = config
+        self.reactor = reactor
+        self.checker = checker
+        self.secrets = secrets
+        self.promoter = promoter
+        self.authenticator = authenticator
+        self.contexts = contexts
+        self.workers = workers
         self.apigwDir = apigwDir
         self._signals = signals
         self._installed = False
         self._previousHandler = None
         self._lock = defer.DeferredLock()
-        checker = self.gateway.checker
         if IReloadableUsers.providedBy(checker):
             UsersCnfPoll(self, checker, pollInterval).setServiceParent(self)
 
@@ -125,16 +149,14 @@ class ReloadService(service.MultiService):
     def _sighup(self, signum, frame):
         # A signal handler runs between two bytecodes of whatever the main
         # thread was doing: hand the work to the reactor, the one safe way.
-        self.gateway.reactor.callFromThread(self._reloadFromSignal)
+        self.reactor.callFromThread(self._reloadFromSignal)
 
     def _reloadFromSignal(self):
         log.info("SIGHUP: reloading users.cnf, the broker secrets and the configuration's live settings")
         self.reload()
         # systemd signals the master only (kill -HUP $MAINPID); its workers reload too.
-        pool = self.gateway.workers
-        for worker in (pool.processes if pool is not None else ()):
-            if worker.transport is not None and worker.transport.pid is not None:
-                worker.transport.signalProcess("HUP")
+        if self.workers is not None:
+            self.workers.signalAll("HUP")
 
     # Reloading
 
@@ -181,14 +203,14 @@ class ReloadService(service.MultiService):
         return result
 
     def _reloadUsers(self):
-        checker = self.gateway.checker
+        checker = self.checker
         if not IReloadableUsers.providedBy(checker):
             return defer.succeed(None)
         # The checker logs a failure itself, with the reason, and keeps its users.
         return checker.reload()
 
     def _reloadSecrets(self):
-        secrets = self.gateway.secrets
+        secrets = self.secrets
         try:
             secrets.load()
         except ConfigError as e:
@@ -198,8 +220,7 @@ class ReloadService(service.MultiService):
         return True
 
     def _reloadConfig(self):
-        gateway = self.gateway
-        old = gateway.config
+        old = self.config
         try:
             new = loadConfig(old.path, self.apigwDir)
         except ConfigError as e:
@@ -212,18 +233,18 @@ class ReloadService(service.MultiService):
                      path=old.path, settings=", ".join(restart))
         promotion = attr.evolve(old.promotion, map=new.promotion.map, token_ttl=new.promotion.token_ttl)
         if promotion != old.promotion:
-            if gateway.promoter.reconfigure(promotion):
+            if self.promoter.reconfigure(promotion):
                 log.info("reload: [promotion.map] ({count} entries) and token_ttl applied",
                          count=len(promotion.map))
             else:
                 log.warn("reload: [promotion.map] changed, but promotion mode {mode!r} does not use it",
                          mode=old.promotion.mode)
-        if new.permissions != old.permissions and ITokenPromoter.providedBy(gateway.promoter):
+        if new.permissions != old.permissions and ITokenPromoter.providedBy(self.promoter):
             # The broker asks about every operation, so live connections
             # get the new table from their next question on.
-            gateway.promoter.tokenBook.setPermissions(new.permissions)
+            self.promoter.tokenBook.setPermissions(new.permissions)
             log.info("reload: [[permissions]] applied ({count} entries)", count=len(new.permissions))
-        gateway.config = attr.evolve(old, promotion=promotion, permissions=new.permissions)
+        self.config = attr.evolve(old, promotion=promotion, permissions=new.permissions)
         return True, restart
 
     # Revoking
@@ -237,7 +258,7 @@ class ReloadService(service.MultiService):
         avatar = session.avatar
         if avatar is None or avatar.realm == "anonymous":
             return None
-        return self.gateway.authenticator.stillAllowed(avatar, session.listener)
+        return self.authenticator.stillAllowed(avatar, session.listener)
 
     def closeRevoked(self):
         """
@@ -247,7 +268,7 @@ class ReloadService(service.MultiService):
         @return: how many were closed.
         """
         closed = 0
-        for name, context in sorted(self.gateway.contexts.items()):
+        for name, context in sorted(self.contexts.items()):
             for session in list(context.sessions):
                 if session.state in _ENDING:
                     continue

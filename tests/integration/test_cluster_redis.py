@@ -336,7 +336,8 @@ class RedisOutageTests(RedisMixin, TestCase):
         amqpPort = (yield gateway.whenListening())["amqp"].getHost().port
         link = gateway.cluster.link
         self.assertTrue((yield waitFor(reactor, lambda: link.up, timeout=10)))
-        readiness = Readiness(gateway, reactor)
+        readiness = Readiness(gateway.config, reactor, gateway.brokerConnector, gateway.startCache, gateway.checker,
+                              gateway.cluster)
         yield readiness.refresh()
         self.assertEqual(readiness.asJSON()["checks"]["cluster"]["ok"], True)
         clients = []

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import time
-from types import SimpleNamespace
 
 import treq
 from cryptography import x509
@@ -287,8 +286,7 @@ class DelegatedReadinessTests(TestCase):
             "user_auth": "delegated", "delegated": delegated,
             "listeners": [{"name": "amqp", "protocol": "amqp", "endpoint": "tcp:0"}],
             "promotion": {"mode": "consolidated", "user": "guest"}}, "/etc/kp/gateway.toml")
-        gateway = SimpleNamespace(config=config, reactor=reactor, checker=object(), cluster=None)
-        return Readiness(gateway, reactor)
+        return Readiness(config, reactor, None, None, object())
 
     @defer.inlineCallbacks
     def test_X4_trustedHandshakeIsReady(self):

@@ -32,7 +32,7 @@ from kaazing_promo.token.permissions import Grant
 from kaazing_promo.promotion import ConsolidatedPromoter
 from kaazing_promo.secrets import SecretStore
 from kaazing_promo.token.tokens import GRANT_TAG_PREFIX, TokenBook, grantTag
-from tests.fakes import ControlledChecker, fakeGateway, makeMetrics, render
+from tests.fakes import ControlledChecker, fakeGateway, makeMetrics, readinessOf, render
 from tests.logcapture import capturedTexts
 
 LIMITED = Listener(name="amqp", protocol="amqp", endpoint="tcp:0", max_failed_logins=3)
@@ -369,14 +369,14 @@ class ReadinessTests(SynchronousTestCase):
     def readyz(self, mode, up):
         from types import SimpleNamespace
 
-        from kaazing_promo.ops.admin import Readiness, buildAdminResource
+        from kaazing_promo.ops.admin import buildAdminResource
         top = {"promotion": {"mode": mode}, "broker_auth": {"endpoint": "tcp:0"}} if mode == "token" else {}
         checker = SimpleNamespace(userCount=2, path="/etc/kp/config/users.cnf")
         directlyProvides(checker, IReloadableUsers)
         gateway = fakeGateway("internal", checker, **top)
         detail = "Redis at tcp:host=r:port=6379 answers" if up else "Redis at tcp:host=r:port=6379 is not connected"
         gateway.cluster = SimpleNamespace(probe=lambda: defer.succeed((up, detail)))
-        readiness = Readiness(gateway, gateway.reactor)
+        readiness = readinessOf(gateway)
         self.successResultOf(readiness.refresh())
         return render(buildAdminResource(makeMetrics(), readiness, gateway.reactor), b"/readyz")
 

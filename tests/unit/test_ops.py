@@ -28,18 +28,20 @@ from kaazing_promo.config import loadConfig, parseConfig
 from kaazing_promo.interfaces import IReloadableUsers
 from kaazing_promo.errors import ConfigError
 from kaazing_promo.ops import admin, audit, reload as reloading
-from kaazing_promo.ops.admin import Readiness, buildAdminResource, buildAdminService
+from kaazing_promo.ops.admin import buildAdminResource
 from kaazing_promo.amqp.broker import BROKER_UNREACHABLE
 from kaazing_promo.ops.audit import AuditJSONService
 from kaazing_promo.ops.checkconfig import checkConfig, describeSettings, systemdEndpointsBySyntax
 from kaazing_promo.ops.metrics import GatewayMetrics, IRealmMetrics, MetricsResource, MetricsService
 from kaazing_promo.ops.reload import ReloadService, restartNeeded
 from kaazing_promo.tap import GatewayService
+from kaazing_promo.workers import WorkerPool
 from tests import ROOT
 from tests.authfixtures import SynchronousThreadPool, ThreadlessReactor, standardUsers, writeUsersCnf
 from tests.fakes import (
-    AUTHENTICATED, DelegatedTestMixin, FakeContext, FakeGateway, FakeSession, answer, creds, fakeGateway,
-    makeMetrics, render, samples, value)
+    AUTHENTICATED, DelegatedTestMixin, FakeContext, FakeGateway, FakeSession, adminServiceOf, answer, creds,
+    fakeGateway, makeMetrics, readinessOf, render, samples, value)
+from tests.support import gatewayConfig
 
 
 def connectionEvent(**fields):
@@ -326,7 +328,7 @@ class HealthTests(SynchronousTestCase):
     """
 
     def build(self, gateway):
-        readiness = Readiness(gateway, gateway.reactor)
+        readiness = readinessOf(gateway)
         return readiness, buildAdminResource(makeMetrics(), readiness, gateway.reactor)
 
     def test_X4_healthzWhileRunning(self):
@@ -398,7 +400,7 @@ class HealthTests(SynchronousTestCase):
         reads the cache and never probes itself.
         """
         gateway = fakeGateway(admin={"endpoint": "tcp:0:interface=127.0.0.1"})
-        service = buildAdminService(gateway)
+        service = adminServiceOf(gateway)
         timer = [s for s in service if s.__class__.__name__ == "TimerService"][0]
         timer.startService()
         self.addCleanup(timer.stopService)
@@ -412,22 +414,23 @@ class HealthTests(SynchronousTestCase):
         """
         X4: with workers > 1 only the master binds the admin endpoint.
         """
-        gateway = fakeGateway(admin={"endpoint": "tcp:0:interface=127.0.0.1"})
-        gateway.isWorker = True
-        self.assertIsNone(buildAdminService(gateway))
+        from twisted.internet.testing import MemoryReactorClock
+        config = gatewayConfig(self.mktemp(), admin={"endpoint": "tcp:0:interface=127.0.0.1"}, workers=2)
+        self.assertIsNotNone(GatewayService(config, MemoryReactorClock()).admin)
+        worker = GatewayService(config, MemoryReactorClock(), inheritedPorts={"web": 98, "amqp": 99})
+        self.assertIsNone(worker.admin)
 
     def test_X4_adminOffByDefault(self):
         """
         X4: without [admin] endpoint there is no admin listener.
         """
-        self.assertIsNone(buildAdminService(fakeGateway()))
+        self.assertIsNone(adminServiceOf(fakeGateway()))
 
     def test_X4_badAdminEndpoint(self):
         """
         X4: an unusable [admin] endpoint is a start-up error naming the key.
         """
-        error = self.assertRaises(ConfigError, buildAdminService,
-                                  fakeGateway(admin={"endpoint": "tcp:port=nine"}))
+        error = self.assertRaises(ConfigError, adminServiceOf, fakeGateway(admin={"endpoint": "tcp:port=nine"}))
         self.assertIn("[admin] key 'endpoint'", str(error))
         self.assertIn("/etc/kp/gateway.toml", str(error))
 
@@ -440,7 +443,7 @@ class HealthTests(SynchronousTestCase):
         class Taken:
             def listen(self, factory):
                 return defer.fail(CannotListenError("127.0.0.1", 9419, OSError(98, "Address already in use")))
-        service = buildAdminService(fakeGateway(admin={"endpoint": "tcp:port=9419:interface=127.0.0.1"}))
+        service = adminServiceOf(fakeGateway(admin={"endpoint": "tcp:port=9419:interface=127.0.0.1"}))
         service._listener.endpoint = Taken()
         error = self.assertRaises(SystemExit, service.privilegedStartService)
         self.assertIn("[admin] key 'endpoint': cannot listen on 'tcp:port=9419:interface=127.0.0.1'", str(error))
@@ -566,7 +569,9 @@ class ReloadTestMixin:
         self.events = []
         self.patch(reloading, "log", Logger(observer=self.events.append, namespace="test"))
         self.signals = FakeSignals()
-        self.reloader = ReloadService(self.gateway, signals=self.signals)
+        gateway = self.gateway
+        self.reloader = ReloadService(gateway.config, self.reactor, gateway.checker, gateway.secrets, gateway.promoter,
+                                      gateway.authenticator, gateway.contexts, signals=self.signals)
         self.sessions = self.gateway.contexts["amqp"].sessions
 
     def writeConfig(self, mapping, listenerExtra=""):
@@ -711,7 +716,10 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         self.assertEqual(promoter.brokerUser(GatewayUser("bob")), "smithj")
         self.assertEqual(joe.forced, ["access revoked"])
         self.assertEqual(alice.forced, [])
-        self.assertEqual(self.gateway.config.promotion.map, {"alice": "alice_b", "bob": "smithj"})
+        self.assertEqual(self.reloader.config.promotion.map, {"alice": "alice_b", "bob": "smithj"})
+        # Issue 17: the reloader keeps what it applied; the gateway's own
+        # configuration (what start-up read) is nobody's to rewrite.
+        self.assertEqual(self.gateway.config.promotion.map, MAP)
 
     def test_S2_otherChangesNeedRestart(self):
         """
@@ -721,7 +729,7 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         self.writeConfig(MAP, listenerExtra="handshake_timeout = 3.0")
         result = self.reload()
         self.assertEqual(result["restart"], ["[[listeners]]"])
-        self.assertEqual(self.gateway.config.listeners[0].handshake_timeout, 10.0)
+        self.assertEqual(self.reloader.config.listeners[0].handshake_timeout, 10.0)
         [line] = self.logged(LogLevel.warn)
         self.assertIn("[[listeners]] need a restart", line)
 
@@ -736,7 +744,7 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
             stream.write("surprise = 1\n" + text)
         result = self.reload()
         self.assertFalse(result["config"])
-        self.assertEqual(self.gateway.config.promotion.map, MAP)
+        self.assertEqual(self.reloader.config.promotion.map, MAP)
         self.assertIn("unknown key 'surprise'", self.logged(LogLevel.error)[0])
 
     def test_S2_sighupReloads(self):
@@ -760,7 +768,9 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         """
         sent = []
         transport = SimpleNamespace(pid=4242, signalProcess=sent.append)
-        self.gateway.workers = SimpleNamespace(processes=[SimpleNamespace(transport=transport)])
+        pool = WorkerPool(self.gateway.config, self.reactor, b"k" * 32, None)
+        pool.processes = [SimpleNamespace(transport=transport)]
+        self.reloader.workers = pool
         self.reloader.startService()
         self.addCleanup(self.reloader.stopService)
         self.signals.handlers[signal.SIGHUP](signal.SIGHUP, None)

@@ -54,3 +54,34 @@ class SeamTests(SynchronousTestCase):
         self.assertTrue(MappingPromoter(Promotion(mode="mapping", map={"joe.smith": "smithj"}), secrets)
                         .reconfigure(changed))
         self.assertFalse(ConsolidatedPromoter(Promotion(user="webuser"), secrets).reconfigure(changed))
+
+
+class NarrowHandlesTests(SynchronousTestCase):
+    """
+    Issue 17 #3: the operations parts take the handles they use, never the
+    whole gateway (which they used to reach into and, on reload, rewrite).
+    """
+
+    def test_noGatewayParameter(self):
+        import inspect
+
+        from kaazing_promo.ops import admin, checkconfig, reload
+        for function in (reload.ReloadService.__init__, admin.Readiness.__init__, admin.AdminService.__init__,
+                         admin.buildAdminService, checkconfig.findings):
+            parameters = inspect.signature(function).parameters
+            self.assertNotIn("gateway", parameters, function.__qualname__)
+
+    def test_opsModulesDoNotImportTheTap(self):
+        """
+        Only check-config's entry point builds a gateway (to validate exactly
+        as start-up does); no operations module imports the tap at its top.
+        """
+        import ast
+
+        from kaazing_promo.ops import admin, checkconfig, metrics, reload
+        for module in (admin, checkconfig, metrics, reload):
+            with open(module.__file__) as f:
+                tree = ast.parse(f.read())
+            topLevel = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+            names = [node.module for node in topLevel if isinstance(node, ast.ImportFrom)]
+            self.assertNotIn("kaazing_promo.tap", names, module.__name__)
