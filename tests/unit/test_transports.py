@@ -170,3 +170,196 @@ class HTTPChannelInMemoryTests(ListenerTestMixin, SynchronousTestCase):
     def test_channelIsTheGatewaysOwn(self):
         protocol, _ = self.channel(self.site())
         self.assertIsInstance(protocol, GatewayHTTPChannel)
+
+
+def upgradeRequest(path=b"/amqp", **headers):
+    """
+    @return: the bytes of a WebSocket upgrade request (RFC 6455's sample
+        key), with C{headers} (underscores for dashes) added.
+    """
+    lines = [b"GET " + path + b" HTTP/1.1", b"Host: 127.0.0.1:8080", b"Upgrade: websocket",
+             b"Connection: Upgrade", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Protocol: amqp"]
+    lines += [name.replace("_", "-").encode("ascii") + b": " + value for name, value in headers.items()]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def basic(user, password):
+    import base64
+    return b"Basic " + base64.b64encode(f"{user}:{password}".encode("utf-8"))
+
+
+def maskedFrame(payload, opcode=0x2, mask=b"\x37\xfa\x21\x3d"):
+    """
+    @return: a client's final, masked frame (payloads under 126 bytes).
+    """
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked
+
+
+class WebSocketUpgradeInMemoryTests(SynchronousTestCase):
+    """
+    Issue 17 #6: the WebSocket listener driven in memory from the first
+    byte of the upgrade request, over the gateway's own Authenticator and a
+    real Portal with the internal realm (hashes "in the thread pool" at
+    once): status lines, headers, the frames after the upgrade, tickets and
+    the session cookie, byte by byte where it matters.
+    """
+
+    def setUp(self):
+        from kaazing_promo.auth.internal import InternalChecker
+        from kaazing_promo.tap import buildAuthenticator
+        from tests.authfixtures import SynchronousThreadPool, ThreadlessReactor, standardUsers, writeUsersCnf
+        from twisted.cred.portal import Portal
+        from kaazing_promo.auth.avatar import GatewayRealm
+        self.clock = ThreadlessReactor()
+        checker = InternalChecker(writeUsersCnf(self.mktemp(), *standardUsers()), reactor=self.clock,
+                                  threadpool=SynchronousThreadPool())
+        checker.load()
+        secrets = SecretStore(inline={"webuser": "pw"})
+        secrets.load()
+        self.promoter = ConsolidatedPromoter(Promotion(user="webuser"), secrets)
+        self.authenticator = buildAuthenticator(Portal(GatewayRealm(), [checker]), checker, self.promoter,
+                                                b"k" * 32, None, self.clock)
+        self.connector = PendingConnector()
+
+    def site(self, **options):
+        listener = Listener(name="web", protocol="websocket", endpoint="tcp:0", **options)
+        context = ListenerContext(listener, self.promoter, self.connector, BrokerStartCache(), self.clock,
+                                  self.authenticator)
+        return buildSite(context)
+
+    def connect(self, site, host="10.0.0.7", port=40000):
+        protocol = site.buildProtocol(IPv4Address("TCP", host, port))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        # As a TCP transport does: Autobahn's upgrade takes it over from here.
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def send(self, site, request, byteByByte=False, host="10.0.0.7"):
+        """
+        @return: C{(protocol, transport, what the gateway wrote)}.
+        """
+        protocol, transport = self.connect(site, host)
+        pieces = [request[i:i + 1] for i in range(len(request))] if byteByByte else [request]
+        for piece in pieces:
+            # After an upgrade, Autobahn's protocol holds the transport.
+            transport.protocol.dataReceived(piece)
+        return protocol, transport, transport.value()
+
+    def status(self, written):
+        return written.split(b"\r\n", 1)[0]
+
+    def test_upgradeByteByByteThenAMQPHeader(self):
+        """
+        A Basic upgrade fed a byte at a time is answered 101 with the
+        amqp subprotocol and RFC 6455's accept value; the AMQP protocol
+        header then arrives in a masked binary frame cut in two, and the
+        session asks for a broker connection.
+        """
+        site = self.site()
+        protocol, transport = self.connect(site)
+        for byte in upgradeRequest(Authorization=basic("joe.smith", "joe-pw")):
+            transport.protocol.dataReceived(bytes([byte]))
+        written = transport.value()
+        self.assertEqual(self.status(written), b"HTTP/1.1 101 Switching Protocols")
+        self.assertIn(b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", written)
+        self.assertIn(b"Sec-WebSocket-Protocol: amqp\r\n", written)
+        self.assertEqual(self.connector.asked, [])
+        frame = maskedFrame(PROTOCOL_HEADER)
+        receiver = transport.protocol
+        receiver.dataReceived(frame[:5])
+        self.assertEqual(self.connector.asked, [])
+        receiver.dataReceived(frame[5:])
+        [session] = self.connector.asked
+        self.assertEqual(session.avatar.user, "joe.smith")
+
+    def test_refusals(self):
+        """
+        Each refusal of the upgrade is its HTTP status, with the headers it
+        needs, before any WebSocket exists.
+        """
+        cases = [
+            ({}, {}, b"HTTP/1.1 401 Unauthorized", b"WWW-Authenticate: Basic"),
+            ({}, {"Authorization": basic("joe.smith", "wrong")}, b"HTTP/1.1 401 Unauthorized", None),
+            ({"allowed_origins": ("https://good.example",)},
+             {"Authorization": basic("joe.smith", "joe-pw"), "Origin": b"https://evil.example"},
+             b"HTTP/1.1 403", None),
+            ({"require_groups": ("Tyche",)}, {"Authorization": basic("alice", "alice-pw")},
+             b"HTTP/1.1 403 Forbidden", None),
+        ]
+        for options, headers, status, header in cases:
+            _, _, written = self.send(self.site(**options), upgradeRequest(**headers))
+            self.assertTrue(written.startswith(status), (options, headers, written[:200]))
+            if header is not None:
+                self.assertIn(header, written)
+        self.assertEqual(self.connector.asked, [])
+
+    def test_rateLimitedIs429WithRetryAfter(self):
+        """
+        max_failed_logins failures from one host: the next upgrade from it is
+        429 with Retry-After; another host still gets in.
+        """
+        site = self.site(max_failed_logins=2)
+        for _ in range(2):
+            self.send(site, upgradeRequest(Authorization=basic("joe.smith", "wrong")))
+        _, _, written = self.send(site, upgradeRequest(Authorization=basic("joe.smith", "joe-pw")))
+        self.assertEqual(self.status(written), b"HTTP/1.1 429 Too Many Requests")
+        self.assertIn(b"Retry-After: ", written)
+        _, _, written = self.send(site, upgradeRequest(Authorization=basic("joe.smith", "joe-pw")), host="10.0.0.8")
+        self.assertEqual(self.status(written), b"HTTP/1.1 101 Switching Protocols")
+
+    def test_plainGetIs426(self):
+        _, transport, written = self.send(self.site(), b"GET /amqp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        self.assertEqual(self.status(written), b"HTTP/1.1 426 Upgrade Required")
+        self.assertIn(b"Upgrade: websocket", written)
+
+    def test_oversizedHeaderIs431(self):
+        _, transport, written = self.send(self.site(), b"GET /amqp HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+        self.assertEqual(self.status(written), b"HTTP/1.1 431 Request Header Fields Too Large")
+        self.assertTrue(transport.disconnecting)
+
+    def test_ticketThenUpgradeThenCookie(self):
+        """
+        A password login on the ticket endpoint answers a ticket and sets the
+        session cookie (HttpOnly, SameSite=Strict); the ticket opens one
+        WebSocket without a password, never a second; the cookie alone gets
+        the next ticket.
+        """
+        import json
+        site = self.site()
+        post = (b"POST /amqp/ticket HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 0\r\nAuthorization: "
+                + basic("joe.smith", "joe-pw") + b"\r\n\r\n")
+        _, _, written = self.send(site, post, byteByByte=True)
+        self.assertEqual(self.status(written), b"HTTP/1.1 200 OK")
+        head, body = written.split(b"\r\n\r\n", 1)
+        [cookie] = [line for line in head.split(b"\r\n") if line.lower().startswith(b"set-cookie: kp_session=")]
+        self.assertIn(b"HttpOnly", cookie)
+        self.assertIn(b"samesite=strict", cookie.lower())
+        ticket = json.loads(body)["ticket"].encode("ascii")
+        upgrade = upgradeRequest(b"/amqp?ticket=" + ticket)
+        _, _, written = self.send(site, upgrade)
+        self.assertEqual(self.status(written), b"HTTP/1.1 101 Switching Protocols")
+        _, _, written = self.send(site, upgrade)
+        self.assertEqual(self.status(written), b"HTTP/1.1 401 Unauthorized")
+        value = cookie.split(b":", 1)[1].split(b";", 1)[0].strip()
+        _, _, written = self.send(site, b"POST /amqp/ticket HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 0\r\n"
+                                  b"Cookie: " + value + b"\r\n\r\n")
+        self.assertEqual(self.status(written), b"HTTP/1.1 200 OK")
+        self.assertNotIn(b"Set-Cookie", written)
+        self.assertIn(b'"ticket"', written)
+
+    def test_textFrameClosed1003(self):
+        """
+        After the upgrade, a text message is answered with close code 1003;
+        nothing reaches a session.
+        """
+        site = self.site()
+        _, transport, _ = self.send(site, upgradeRequest(Authorization=basic("joe.smith", "joe-pw")))
+        transport.clear()
+        transport.protocol.dataReceived(maskedFrame(b"hello", opcode=0x1))
+        written = transport.value()
+        self.assertEqual(written[0], 0x88)
+        self.assertEqual(int.from_bytes(written[2:4], "big"), 1003)
+        self.assertEqual(self.connector.asked, [])
