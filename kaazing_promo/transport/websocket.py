@@ -517,7 +517,7 @@ class AMQPEndpointResource(resource.Resource):
                 # wait for the garbage collector in a reference cycle).
                 request.channel.requests.remove(request)
             return result
-        request.setResponseCode(426)
+        request.setResponseCode(426, b"Upgrade Required")
         request.setHeader(b"Upgrade", b"websocket")
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         return b"This is an AMQP 0-9-1 over WebSocket endpoint: connect with a WebSocket client.\n"
