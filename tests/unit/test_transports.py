@@ -117,6 +117,28 @@ class AMQPListenerInMemoryTests(ListenerTestMixin, SynchronousTestCase):
         self.clock.advance(0.2)
         self.assertTrue(transport.disconnecting or transport.disconnected)
 
+    def test_19_loginWaitIsNotTheClients(self):
+        """
+        Issue 19: while the client's login waits for the gateway's answer
+        (its turn in a storm's login queue), the handshake deadline stands
+        still; once answered, the time that was left runs on.
+        """
+        context = self.context(handshake_timeout=3.0)
+        pending = defer.Deferred()
+        self.authenticator.result = pending
+        protocol, transport = self.connect(AMQPListenerFactory(context))
+        protocol.dataReceived(PROTOCOL_HEADER)
+        self.clock.advance(1.0)
+        protocol.dataReceived(encodeMethod(0, "connection.start-ok", client_properties={}, mechanism="PLAIN",
+                                           response=encodePlainResponse("joe.smith", "pw"), locale="en_US"))
+        self.clock.advance(60.0)
+        self.assertFalse(transport.disconnecting)
+        pending.callback(GatewayUser("joe.smith"))
+        self.clock.advance(1.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnecting or transport.disconnected)
+
     def test_16_5_admittedAtAccept(self):
         """
         Issue 16 #5: the connection over max_connections_per_source is closed
@@ -351,6 +373,49 @@ class WebSocketUpgradeInMemoryTests(SynchronousTestCase):
         self.assertEqual(self.status(written), b"HTTP/1.1 200 OK")
         self.assertNotIn(b"Set-Cookie", written)
         self.assertIn(b'"ticket"', written)
+
+    def slowRealm(self):
+        """
+        Hold the internal realm's hashes until the returned pool's C{runAll}.
+        """
+        from tests.authfixtures import ManualThreadPool
+        pool = ManualThreadPool()
+        checker = self.authenticator._userStatus
+        checker._threadpool = pool
+        return pool
+
+    def test_19_upgradeWaitingForItsLoginIsNotClosed(self):
+        """
+        Issue 19: an upgrade whose login waits for the realm is not closed
+        by the handshake deadline meanwhile; it is answered 101 when the
+        realm answers.
+        """
+        pool = self.slowRealm()
+        site = self.site(handshake_timeout=2.0)
+        protocol, transport = self.connect(site)
+        transport.protocol.dataReceived(upgradeRequest(Authorization=basic("joe.smith", "joe-pw")))
+        self.clock.advance(30.0)
+        self.assertFalse(transport.disconnecting)
+        pool.runAll()
+        self.assertEqual(self.status(transport.value()), b"HTTP/1.1 101 Switching Protocols")
+
+    def test_19_ticketLoginWaitingIsNotClosed(self):
+        """
+        Issue 19: the same for a password login on the ticket endpoint; the
+        channel's deadline runs again afterwards (an idle keep-alive
+        connection still goes).
+        """
+        pool = self.slowRealm()
+        site = self.site(handshake_timeout=2.0)
+        protocol, transport = self.connect(site)
+        transport.protocol.dataReceived(b"POST /amqp/ticket HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 0\r\n"
+                                        b"Authorization: " + basic("joe.smith", "joe-pw") + b"\r\n\r\n")
+        self.clock.advance(30.0)
+        self.assertFalse(transport.disconnecting)
+        pool.runAll()
+        self.assertEqual(self.status(transport.value()), b"HTTP/1.1 200 OK")
+        self.clock.advance(2.1)
+        self.assertTrue(transport.disconnecting or transport.disconnected)
 
     def test_textFrameClosed1003(self):
         """
