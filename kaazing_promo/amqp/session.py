@@ -342,7 +342,10 @@ class GatewaySession:
             self.credentials = (username, password)
         attempt = LoginAttempt(self.listener, self.host, self.source, username, password,
                                self._authenticating, "malformed SASL response")
+        # The wait for the answer is the gateway's, not the client's.
+        self._deadline.pause()
         d = defer.maybeDeferred(self.authenticator.authenticate, attempt)
+        d.addBoth(self._answered)
         d.addCallbacks(self._loggedIn, self._loginFailed, errbackArgs=(mechanism,))
         # Anything but a LoginDenied is a bug: log it and drop the client.
         d.addErrback(self._internalError)
@@ -352,6 +355,10 @@ class GatewaySession:
         Whether the client still waits for its login (its check may be dropped otherwise).
         """
         return self.state is State.AUTHENTICATING
+
+    def _answered(self, result):
+        self._deadline.resume()
+        return result
 
     def _loggedIn(self, avatar):
         if self.state is not State.AUTHENTICATING:

@@ -161,8 +161,13 @@ class GatewayWebSocketProtocol(CoupledTransports, WebSocketServerProtocol):
             if not originAllowed(request.headers.get("origin"), request.headers.get("host"),
                                  listener.allowed_origins):
                 raise _Deny(403, "Forbidden")
-            self.avatar, self.credentials = yield self.factory.authenticate(
-                request.headers, request.params, source, self._upgrading)
+            # The wait for the answer is the gateway's, not the client's.
+            self.deadline.pause()
+            try:
+                self.avatar, self.credentials = yield self.factory.authenticate(
+                    request.headers, request.params, source, self._upgrading)
+            finally:
+                self.deadline.resume()
         except LoginDenied as e:
             raise self._refuse(denialFor(e))
         except _Deny as e:
@@ -417,12 +422,22 @@ class _GatewayHTTPResource(resource.Resource):
         context = self.context
         authorization = request.getHeader(b"authorization")
         cookie = request.getCookie(SESSION_COOKIE.encode("ascii"))
+        deadline = request.channel.deadline if isinstance(request.channel, GatewayHTTPChannel) else None
+        if deadline is not None:
+            # The wait for the answer is the gateway's, not the client's.
+            deadline.pause()
         if authorization is None and cookie is not None and context.requiresLogin:
             # The page's session: no password, no hash (issue 19).
             d = context.authenticator.resumeSession(cookie.decode("latin-1"), context.listener, source)
             d.addCallback(lambda avatar: (avatar, None))
         else:
             d = _passwordLogin(context, authorization, source, lambda: not gone, self.audited)
+
+        def answered(result):
+            if deadline is not None:
+                deadline.resume()
+            return result
+        d.addBoth(answered)
 
         def answer(loggedIn):
             if gone:
