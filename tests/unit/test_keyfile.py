@@ -81,6 +81,34 @@ class KeyFileTests(SynchronousTestCase):
         with open(keyFile) as f:
             self.assertEqual(f.read(), KEY_TEXT + "\n")
 
+    def test_twoStartsAtOnceAgree(self):
+        """
+        A second gateway starting while the first is writing a new key file
+        never sees it empty or half written: both end up with the one key
+        that was linked into place first.
+        """
+        from kaazing_promo import secrets
+        keyFile = os.path.abspath(os.path.join(self.mktemp(), "gateway.key"))
+        os.makedirs(os.path.dirname(keyFile))
+        realFdopen, second = os.fdopen, []
+
+        def fdopen(*args, **kwargs):
+            # The first process, its file open and nothing written yet:
+            # the second process starts now.
+            if not second:
+                second.append(None)
+                second[0] = secrets.readOrCreateKeyFile("key_file", keyFile)
+            return realFdopen(*args, **kwargs)
+
+        self.patch(secrets.os, "fdopen", fdopen)
+        first = secrets.readOrCreateKeyFile("key_file", keyFile)
+        (secondText, secondCreated), = second
+        self.assertGreaterEqual(len(first[0]), 32)
+        self.assertEqual(first[0], secondText)
+        self.assertEqual(sorted([first[1], secondCreated]), [False, True])
+        self.assertEqual(os.listdir(os.path.dirname(keyFile)), ["gateway.key"])
+        self.assertEqual(stat.S_IMODE(os.stat(keyFile).st_mode), 0o600)
+
     def test_readableByOthersRefused(self):
         keyFile = privateFile(self, KEY_TEXT, mode=0o644)
         e = self.assertRaises(ConfigError, self.gateway, key_file=keyFile)
