@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import os
 import stat
+import tempfile
 import tomllib
 
 import attr
@@ -110,24 +111,35 @@ def readOrCreateKeyFile(where, path):
     """
     The text of the key file at C{path}, which is created first (32 random
     bytes in base64, mode 0600, never overwritten: two processes starting
-    at once agree on the first one's) when it does not exist.
+    at once agree on the first one's, and neither reads it half written)
+    when it does not exist.
 
     @return: C{(text, created)}.
     @raise ConfigError: the file (or its directory) is unusable.
     """
     text = base64.b64encode(os.urandom(32)).decode("ascii") + "\n"
+    # Written whole under a temporary name, then linked into place: link()
+    # fails on an existing name, so the first process's key wins and no one
+    # ever reads it empty or half written.
+    directory = os.path.dirname(os.path.abspath(path))
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        created = False
+        descriptor, temporary = tempfile.mkstemp(prefix=".key-", dir=directory)
     except OSError as e:
+        if os.path.exists(path):
+            return readPrivateFile(path, f"fix {where}").strip(), False
         raise ConfigError(f"{path}: {where}: the key file cannot be created ({e.strerror}); create its directory "
                           "writable by the gateway's user, or make the key yourself: "
                           "`head -c 32 /dev/urandom | base64 > FILE; chmod 0600 FILE`")
-    else:
+    try:
         with os.fdopen(descriptor, "w", encoding="ascii") as f:
             f.write(text)
+        os.link(temporary, path)
+    except FileExistsError:
+        created = False
+    else:
         created = True
+    finally:
+        os.unlink(temporary)
     return readPrivateFile(path, f"fix {where}").strip(), created
 
 
