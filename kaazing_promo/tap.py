@@ -29,7 +29,7 @@ from kaazing_promo.errors import ConfigError
 from kaazing_promo.interfaces import ITokenPromoter
 from kaazing_promo.ops.admin import Readiness, buildAdminService
 from kaazing_promo.ops.audit import AuditJSONService
-from kaazing_promo.ops.memory import MemoryReclaimer
+from kaazing_promo.ops.memory import HeapFreezer, MemoryReclaimer
 from kaazing_promo.ops.reload import ReloadService
 from kaazing_promo.promotion import makePromoter
 from kaazing_promo.secrets import SecretStore, readOrCreateKeyFile, readSigningKey
@@ -230,7 +230,7 @@ class GatewayService(service.MultiService):
     The whole gateway: one child service per listener.
     """
 
-    def __init__(self, config, reactor, apigwDir=None, inheritedPorts=None, ticketKey=None):
+    def __init__(self, config, reactor, apigwDir=None, inheritedPorts=None, ticketKey=None, freezeHeap=False):
         """
         @param apigwDir: C{--apigw-dir}, which every reload of the
             configuration file honours as start-up did.
@@ -238,6 +238,9 @@ class GatewayService(service.MultiService):
             descriptor}} of the sockets the master bound.
         @param ticketKey: the key browser tickets are signed with, shared
             with the workers; random when not given.
+        @param freezeHeap: keep the start-up heap out of full garbage
+            collections (L{HeapFreezer}): what the gateway's own processes
+            do; a test's gateway leaves the test process's collector alone.
         """
         service.MultiService.__init__(self)
         checkWorkerEndpoints(config)
@@ -300,9 +303,14 @@ class GatewayService(service.MultiService):
         if config.workers > 1 and not self.isWorker:
             self.workers = WorkerPool(config, reactor, self.ticketKey, self.whenListening, apigwDir)
             self.workers.setServiceParent(self)
+        # The start-up heap out of full collections, in every process.
+        self.heap = None
+        if freezeHeap:
+            self.heap = HeapFreezer(reactor, self.openConnections)
+            self.heap.setServiceParent(self)
         # Reloads on SIGHUP or a changed users.cnf, in every process.
         self.reloader = ReloadService(config, reactor, self.checker, self.secrets, self.promoter,
-                                      self.authenticator, self.contexts, self.workers, apigwDir)
+                                      self.authenticator, self.contexts, self.workers, apigwDir, heap=self.heap)
         self.reloader.setServiceParent(self)
         # Memory back to the system once a busy spell is over, in every process.
         self.memory = MemoryReclaimer(self.connectionCounts, reactor)
@@ -323,9 +331,13 @@ class GatewayService(service.MultiService):
             this process's client connections, all listeners together (the
             peaks of the listeners added up).
         """
-        contexts = self.contexts.values()
-        return (sum(len(context.sessions) for context in contexts),
-                sum(context.takePeak() for context in contexts))
+        return self.openConnections(), sum(context.takePeak() for context in self.contexts.values())
+
+    def openConnections(self):
+        """
+        @return: how many client connections this process has open now.
+        """
+        return sum(len(context.sessions) for context in self.contexts.values())
 
     def privilegedStartService(self):
         try:
@@ -425,7 +437,7 @@ def makeService(options):
     from twisted.internet import reactor
     try:
         config = loadConfig(options["config"], options["apigw-dir"])
-        gateway = GatewayService(config, reactor, apigwDir=options["apigw-dir"])
+        gateway = GatewayService(config, reactor, apigwDir=options["apigw-dir"], freezeHeap=True)
         if options["audit-json"]:
             AuditJSONService(options["audit-json"]).setServiceParent(gateway)
         StopOnSigterm(reactor).setServiceParent(gateway)

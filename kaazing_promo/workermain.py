@@ -33,7 +33,7 @@ def main(argv=None):
     config = loadConfig(options.config, options.apigw_dir)
     inherited = {listener.name: _FIRST_FD + offset for offset, listener in enumerate(config.listeners)}
     gateway = GatewayService(config, reactor, options.apigw_dir, inheritedPorts=inherited,
-                             ticketKey=bytes.fromhex(os.environ.pop(KEY_ENVIRONMENT)))
+                             ticketKey=bytes.fromhex(os.environ.pop(KEY_ENVIRONMENT)), freezeHeap=True)
     gateway.startService()
     reactor.addSystemEventTrigger("before", "shutdown", gateway.stopService)
     reactor.run()

@@ -14,6 +14,8 @@ full collection and glibc's C{malloc_trim(0)}, which returns every free page.
 That costs tens of milliseconds of the reactor's time (50-115 ms measured
 after 2,000 connections) once per quiet spell, not per connection, and
 nothing while the load holds.
+
+The L{HeapFreezer} keeps the start-up heap out of full collections.
 """
 
 import ctypes
@@ -133,3 +135,74 @@ class MemoryReclaimer(service.Service):
 
 def _mib(size):
     return "?" if size is None else f"{size / 2 ** 20:.1f}"
+
+
+class HeapFreezer(service.Service):
+    """
+    Keeps the heap the gateway starts with out of the collector's full
+    collections.
+
+    A full collection walks every object the collector tracks, and the
+    objects made at start-up (the modules, the users of a large users.cnf,
+    the configuration) are most of them: each full collection a login storm
+    triggers stopped the reactor for tens of milliseconds to walk that heap
+    again (issue 19: 22-46 ms, 5 times in a storm of 400 users; the
+    start-up heap alone ~20 ms).  Like a pre-forking server, the gateway
+    collects once when the reactor starts, before any client is accepted,
+    then moves what is left into the collector's permanent generation
+    (C{gc.freeze}): reference counting still frees those objects, full
+    collections no longer walk them.
+
+    A frozen object in a reference cycle is never collected, so nothing is
+    frozen while a client connection is open (its connectors' cycles would
+    outlive it): after a reload, whose old users and settings were frozen,
+    L{thaw} hands everything back to the collector and freezes again only
+    when no connection is open.
+
+    Installed by the twistd plugin and the workers, never by a
+    L{GatewayService} a test builds: freezing is the process's business.
+
+    @param reactor: an L{IReactorCore}.
+    @param openConnections: a callable returning how many client
+        connections this process has open.
+    @param collector: the L{gc} module (tests pass a fake).
+    """
+
+    def __init__(self, reactor, openConnections, collector=gc):
+        self.setName("heap")
+        self._reactor = reactor
+        self._open = openConnections
+        self._gc = collector
+        #: Whether this freezer's objects are in the permanent generation.
+        self.frozen = False
+
+    def startService(self):
+        service.Service.startService(self)
+        self._reactor.callWhenRunning(self.freeze)
+
+    def freeze(self):
+        """
+        One full collection, then everything left frozen, unless a client
+        connection is open or the heap is frozen already.
+
+        @return: whether the heap is frozen now.
+        """
+        if not self.frozen and self._open() == 0:
+            started = time.perf_counter()
+            self._gc.collect()
+            self._gc.freeze()
+            self.frozen = True
+            log.info("{count} start-up objects kept out of full collections (frozen in {ms:.1f} ms)",
+                     count=self._gc.get_freeze_count(), ms=(time.perf_counter() - started) * 1000)
+        return self.frozen
+
+    def thaw(self):
+        """
+        After a reload: the frozen objects back to the collector (the old
+        users and settings among them), then frozen again if no client
+        connection is open.
+        """
+        if self.frozen:
+            self._gc.unfreeze()
+            self.frozen = False
+        self.freeze()

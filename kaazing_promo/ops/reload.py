@@ -104,11 +104,13 @@ class ReloadService(service.MultiService):
     @param apigwDir: C{--apigw-dir} from the command line (it wins over the
         file's C{apigw_dir} on every read, as at start-up).
     @param signals: the L{signal} module (tests pass a fake).
+    @param heap: the L{kaazing_promo.ops.memory.HeapFreezer}, thawed after
+        each reload (the old users and settings were frozen), or L{None}.
     @ivar config: the configuration as last applied.
     """
 
     def __init__(self, config, reactor, checker, secrets, promoter, authenticator, contexts, workers=None,
-                 apigwDir=None, pollInterval=POLL_INTERVAL, signals=signal):
+                 apigwDir=None, pollInterval=POLL_INTERVAL, signals=signal, heap=None):
         service.MultiService.__init__(self)
         self.setName("reload")
         self.config = config
@@ -121,6 +123,7 @@ class ReloadService(service.MultiService):
         self.workers = workers
         self.apigwDir = apigwDir
         self._signals = signals
+        self.heap = heap
         self._installed = False
         self._previousHandler = None
         self._lock = defer.DeferredLock()
@@ -192,6 +195,7 @@ class ReloadService(service.MultiService):
     def _reloadUsersOnly(self):
         result = {"users": (yield self._reloadUsers())}
         result["closed"] = self.closeRevoked()
+        self._thaw()
         return result
 
     @defer.inlineCallbacks
@@ -200,7 +204,13 @@ class ReloadService(service.MultiService):
         result["secrets"] = self._reloadSecrets()
         result["config"], result["restart"] = self._reloadConfig()
         result["closed"] = self.closeRevoked()
+        self._thaw()
         return result
+
+    def _thaw(self):
+        # What the reload replaced was frozen with the start-up heap.
+        if self.heap is not None:
+            self.heap.thaw()
 
     def _reloadUsers(self):
         checker = self.checker

@@ -633,6 +633,22 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         [line] = [line for line in self.logged(LogLevel.info) if "closing" in line]
         self.assertIn("'joe.smith'", line)
 
+    def test_reloadThawsTheHeap(self):
+        """
+        Every reload, of everything or of users.cnf alone, hands the frozen
+        start-up heap (the old users and settings in it) back to the
+        collector.
+        """
+        thawed = []
+        heap = SimpleNamespace(thaw=lambda: thawed.append(True))
+        gateway = self.gateway
+        reloader = ReloadService(gateway.config, self.reactor, gateway.checker, gateway.secrets, gateway.promoter,
+                                 gateway.authenticator, gateway.contexts, signals=self.signals, heap=heap)
+        self.assertIsNotNone(self.successResultOf(reloader.reload()))
+        self.assertEqual(thawed, [True])
+        self.assertIsNotNone(self.successResultOf(reloader.reloadUsers()))
+        self.assertEqual(thawed, [True, True])
+
     def test_U2_disabledUserClosed(self):
         """
         U2: a user disabled in users.cnf loses their live connection.

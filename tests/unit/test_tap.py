@@ -8,10 +8,12 @@ import os
 import signal
 
 import attr
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from kaazing_promo import tap
 from kaazing_promo.config import loadConfig
+from kaazing_promo.ops.memory import HeapFreezer
 
 from tests import ROOT
 
@@ -46,6 +48,21 @@ class ServiceTests(SynchronousTestCase):
         self.assertTrue({"amqp", "web"} <= {s.name for s in service})
         self.assertEqual(service.config.user_auth, "internal")
         self.assertGreater(service.checker.userCount, 0)
+
+    def test_pluginFreezesTheStartUpHeap(self):
+        """
+        The twistd plugin's gateway keeps its start-up heap out of full
+        collections (issue 19); a gateway built without asking, as tests
+        build them, leaves its process's collector alone.
+        """
+        options = tap.Options()
+        options.parseOptions([])
+        gateway = tap.makeService(options)
+        self.assertIsInstance(gateway.getServiceNamed("heap"), HeapFreezer)
+        self.assertIs(gateway.reloader.heap, gateway.heap)
+        plain = tap.GatewayService(gateway.config, MemoryReactorClock())
+        self.assertIsNone(plain.heap)
+        self.assertNotIn("heap", {s.name for s in plain})
 
     def test_configErrorExits(self):
         options = tap.Options()
