@@ -318,6 +318,12 @@ class Environment(infra.Children):
             os.path.join(BENCH_VENV, "bin", "websockify"), f"127.0.0.1:{self.websockifyPort}",
             f"127.0.0.1:{self.rabbit.port}"])
         infra.waitForPort(self.websockifyPort, 20, self.websockify.proc, "websockify")
+        # The least a Twisted relay does (no AMQP, no login), in the gateway's venv.
+        self.twistedRelayPort = infra.freePort()
+        self.twistedRelay = self.child("twisted-relay", [
+            os.path.join(PROJECT_VENV, "bin", "python"), os.path.join(HERE, "twistedrelay.py"),
+            str(self.twistedRelayPort), str(self.rabbit.port)])
+        infra.waitForPort(self.twistedRelayPort, 20, self.twistedRelay.proc, "twisted-relay")
 
 
 # -- scenarios ----------------------------------------------------------------
@@ -384,7 +390,8 @@ class Bench:
         env = self.env
         if name.startswith("gateway"):
             return env.gateway.pid if "delegated" not in name else env.gatewayDelegated.pid
-        return {"socat": env.socat.pid, "websockify": env.websockify.pid}.get(name)
+        return {"socat": env.socat.pid, "websockify": env.websockify.pid,
+                "twisted-relay": env.twistedRelay.pid}.get(name)
 
     def targets(self):
         allTargets = self.allTargets()
@@ -401,6 +408,8 @@ class Bench:
             "gateway-tcp": tcpTarget(env.ports["tcp-open"]),
             "gateway-ws": wsTarget(env.ports["ws-open"]),
             "websockify": wsTarget(env.websockifyPort, "/"),
+            # Twisted's floor: how much of gateway-tcp's cost any Twisted relay pays.
+            "twisted-relay": tcpTarget(env.twistedRelayPort),
         }
         if WS_CLIENT != "zero":
             # The relay's own CPU: a client that skips masking (all-zero
@@ -605,6 +614,7 @@ class Bench:
         out = [
             ("direct", tcpTarget(env.rabbit.port), guest, False, "broker (RabbitMQ internal)"),
             ("socat", tcpTarget(env.socatPort), guest, False, "broker (RabbitMQ internal)"),
+            ("twisted-relay", tcpTarget(env.twistedRelayPort), guest, False, "broker (RabbitMQ internal)"),
             ("websockify", wsTarget(env.websockifyPort, "/"), guest, False, "broker (RabbitMQ internal)"),
             ("gateway-tcp", tcpTarget(env.ports["tcp-auth"]), users, False, "gateway internal (users.cnf)"),
             ("gateway-ws", wsTarget(env.ports["ws-auth"]), users, True, "gateway internal (users.cnf), Basic"),
@@ -1321,7 +1331,7 @@ def parseArgs(argv):
     p.add_argument("--reconnect-users", type=int, help="reconnect-storm: browsers connected when the gateway "
                                                        "restarts (default 2000; quick 200; at most --users)")
     p.add_argument("--targets", help="throughput/latency only against these (comma-separated: direct,socat,"
-                                     "gateway-tcp,gateway-ws,websockify)")
+                                     "twisted-relay,gateway-tcp,gateway-ws,gateway-ws-zeromask,websockify)")
     p.add_argument("--startup-users", type=int, help="users in the large users.cnf of the start-up scenario "
                                                      "(default 100000; quick 0 = only the bench's own file)")
     p.add_argument("--ws-client", choices=tuple(WS_CLIENTS), default="browser",
