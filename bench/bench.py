@@ -1143,12 +1143,24 @@ def _verifyCacheCounts(adminPort):
     """
     import urllib.request
     with urllib.request.urlopen(f"http://127.0.0.1:{adminPort}/metrics", timeout=10) as response:
-        text = response.read().decode("utf-8")
-    counts = {"hit": 0, "miss": 0}
+        return verifyCacheCounts(response.read().decode("utf-8"))
+
+
+def verifyCacheCounts(text):
+    """
+    @param text: the gateway's C{/metrics} page.
+    @return: C{{"hit": n, "miss": n}} of its C{kaazing_promo_verify_cache_total}.
+    @raise RuntimeError: either series is missing (the gateway exports both
+        from its start, at 0): a renamed metric must not read as no hashes.
+    """
+    counts = {}
     for line in text.splitlines():
         if line.startswith("kaazing_promo_verify_cache_total{"):
             result = line.split('result="', 1)[1].split('"', 1)[0]
             counts[result] = int(float(line.rsplit(" ", 1)[1]))
+    missing = {"hit", "miss"} - set(counts)
+    if missing:
+        raise RuntimeError(f"the gateway's /metrics has no kaazing_promo_verify_cache_total for {sorted(missing)}")
     return counts
 
 
