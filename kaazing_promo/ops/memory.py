@@ -155,9 +155,11 @@ class HeapFreezer(service.Service):
 
     A frozen object in a reference cycle is never collected, so nothing is
     frozen while a client connection is open (its connectors' cycles would
-    outlive it): after a reload, whose old users and settings were frozen,
-    L{thaw} hands everything back to the collector and freezes again only
-    when no connection is open.
+    outlive it).  After a reload L{refreeze} collects and freezes anew when
+    no connection is open; while some are, the heap stays frozen as it is:
+    what the reload replaced (users, settings: no cycles among them) is
+    freed by reference counting, and the new objects stay with the collector
+    until a reload finds the gateway idle.
 
     Installed by the twistd plugin and the workers, never by a
     L{GatewayService} a test builds: freezing is the process's business.
@@ -196,13 +198,17 @@ class HeapFreezer(service.Service):
                      count=self._gc.get_freeze_count(), ms=(time.perf_counter() - started) * 1000)
         return self.frozen
 
-    def thaw(self):
+    def refreeze(self):
         """
-        After a reload: the frozen objects back to the collector (the old
-        users and settings among them), then frozen again if no client
-        connection is open.
+        After a reload: with no client connection open, the frozen objects
+        back to the collector, one full collection (the replaced users and
+        settings go), and everything left frozen again; otherwise nothing.
+
+        @return: whether the heap was frozen anew.
         """
+        if self._open() != 0:
+            return False
         if self.frozen:
             self._gc.unfreeze()
             self.frozen = False
-        self.freeze()
+        return self.freeze()

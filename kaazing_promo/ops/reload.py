@@ -104,8 +104,8 @@ class ReloadService(service.MultiService):
     @param apigwDir: C{--apigw-dir} from the command line (it wins over the
         file's C{apigw_dir} on every read, as at start-up).
     @param signals: the L{signal} module (tests pass a fake).
-    @param heap: the L{kaazing_promo.ops.memory.HeapFreezer}, thawed after
-        each reload (the old users and settings were frozen), or L{None}.
+    @param heap: the L{kaazing_promo.ops.memory.HeapFreezer}, frozen anew
+        after each reload (the old users and settings were frozen), or L{None}.
     @ivar config: the configuration as last applied.
     """
 
@@ -195,7 +195,7 @@ class ReloadService(service.MultiService):
     def _reloadUsersOnly(self):
         result = {"users": (yield self._reloadUsers())}
         result["closed"] = self.closeRevoked()
-        self._thaw()
+        self._refreeze()
         return result
 
     @defer.inlineCallbacks
@@ -204,13 +204,13 @@ class ReloadService(service.MultiService):
         result["secrets"] = self._reloadSecrets()
         result["config"], result["restart"] = self._reloadConfig()
         result["closed"] = self.closeRevoked()
-        self._thaw()
+        self._refreeze()
         return result
 
-    def _thaw(self):
+    def _refreeze(self):
         # What the reload replaced was frozen with the start-up heap.
         if self.heap is not None:
-            self.heap.thaw()
+            self.heap.refreeze()
 
     def _reloadUsers(self):
         checker = self.checker

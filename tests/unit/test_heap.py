@@ -74,28 +74,40 @@ class HeapFreezerTests(SynchronousTestCase):
         self.assertTrue(self.freezer.freeze())
         self.assertEqual(self.collector.calls, ["collect", "freeze"])
 
-    def test_thawedAfterAReloadFrozenAgainWhenIdle(self):
+    def test_afterAReloadWhenIdleCollectedAndFrozenAnew(self):
         """
-        After a reload the old heap goes back to the collector; with no
-        connection open it is collected and frozen again at once.
+        After a reload with no connection open, the old heap goes back to
+        the collector, is collected, and what is left frozen again.
         """
         self.freezer.freeze()
-        self.freezer.thaw()
+        self.assertTrue(self.freezer.refreeze())
         self.assertEqual(self.collector.calls, ["collect", "freeze", "unfreeze", "collect", "freeze"])
         self.assertTrue(self.freezer.frozen)
 
-    def test_thawedAfterAReloadUnderLoadStaysThawed(self):
+    def test_afterAReloadUnderLoadLeftFrozenAsItIs(self):
         """
-        A reload while connections are open thaws and stays thawed: their
-        objects must stay collectable; a later reload with none open
-        freezes again.
+        A reload while connections are open changes nothing: the start-up
+        heap stays frozen (out of full collections) and no connection's
+        objects are frozen; a later reload with none open freezes anew.
         """
         self.freezer.freeze()
         self.open = 3
-        self.freezer.thaw()
-        self.assertEqual(self.collector.calls, ["collect", "freeze", "unfreeze"])
+        self.assertFalse(self.freezer.refreeze())
+        self.assertEqual(self.collector.calls, ["collect", "freeze"])
+        self.assertTrue(self.freezer.frozen)
+        self.open = 0
+        self.assertTrue(self.freezer.refreeze())
+        self.assertEqual(self.collector.calls[2:], ["unfreeze", "collect", "freeze"])
+
+    def test_afterAReloadNeverFrozenYet(self):
+        """
+        A reload before the first freeze (a connection was open when the
+        reactor started) freezes once the gateway is idle.
+        """
+        self.open = 1
+        self.freezer.startService()
+        self.startReactor()
         self.assertFalse(self.freezer.frozen)
         self.open = 0
-        self.freezer.thaw()
-        self.assertEqual(self.collector.calls[3:], ["collect", "freeze"])
-        self.assertTrue(self.freezer.frozen)
+        self.assertTrue(self.freezer.refreeze())
+        self.assertEqual(self.collector.calls, ["collect", "freeze"])

@@ -633,21 +633,20 @@ class ReloadTests(ReloadTestMixin, SynchronousTestCase):
         [line] = [line for line in self.logged(LogLevel.info) if "closing" in line]
         self.assertIn("'joe.smith'", line)
 
-    def test_reloadThawsTheHeap(self):
+    def test_reloadRefreezesTheHeap(self):
         """
-        Every reload, of everything or of users.cnf alone, hands the frozen
-        start-up heap (the old users and settings in it) back to the
-        collector.
+        Every reload, of everything or of users.cnf alone, asks the heap
+        freezer to freeze anew (the old users and settings were frozen).
         """
-        thawed = []
-        heap = SimpleNamespace(thaw=lambda: thawed.append(True))
+        refrozen = []
+        heap = SimpleNamespace(refreeze=lambda: refrozen.append(True))
         gateway = self.gateway
         reloader = ReloadService(gateway.config, self.reactor, gateway.checker, gateway.secrets, gateway.promoter,
                                  gateway.authenticator, gateway.contexts, signals=self.signals, heap=heap)
         self.assertIsNotNone(self.successResultOf(reloader.reload()))
-        self.assertEqual(thawed, [True])
+        self.assertEqual(refrozen, [True])
         self.assertIsNotNone(self.successResultOf(reloader.reloadUsers()))
-        self.assertEqual(thawed, [True, True])
+        self.assertEqual(refrozen, [True, True])
 
     def test_U2_disabledUserClosed(self):
         """
