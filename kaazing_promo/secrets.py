@@ -107,6 +107,33 @@ def readSigningKey(where, text, context):
     return hmac.new(text.encode("utf-8"), context, hashlib.sha256).digest()
 
 
+def _linkNewKeyFile(where, path):
+    """
+    Write a new key (32 random bytes in base64) whole under a temporary
+    name in C{path}'s directory, then link it into place: link() fails on
+    an existing name, so the first process's key wins and no one ever reads
+    it empty or half written.
+
+    @return: whether this call's key is the one at C{path}.
+    @raise ConfigError: the directory is not writable.
+    """
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=".key-", dir=os.path.dirname(os.path.abspath(path)))
+    except OSError as e:
+        raise ConfigError(f"{path}: {where}: the key file cannot be created ({e.strerror}); create its directory "
+                          "writable by the gateway's user, or make the key yourself: "
+                          "`head -c 32 /dev/urandom | base64 > FILE; chmod 0600 FILE`")
+    try:
+        with os.fdopen(descriptor, "w", encoding="ascii") as f:
+            f.write(base64.b64encode(os.urandom(32)).decode("ascii") + "\n")
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)
+    return True
+
+
 def readOrCreateKeyFile(where, path):
     """
     The text of the key file at C{path}, which is created first (32 random
@@ -117,29 +144,7 @@ def readOrCreateKeyFile(where, path):
     @return: C{(text, created)}.
     @raise ConfigError: the file (or its directory) is unusable.
     """
-    text = base64.b64encode(os.urandom(32)).decode("ascii") + "\n"
-    # Written whole under a temporary name, then linked into place: link()
-    # fails on an existing name, so the first process's key wins and no one
-    # ever reads it empty or half written.
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        descriptor, temporary = tempfile.mkstemp(prefix=".key-", dir=directory)
-    except OSError as e:
-        if os.path.exists(path):
-            return readPrivateFile(path, f"fix {where}").strip(), False
-        raise ConfigError(f"{path}: {where}: the key file cannot be created ({e.strerror}); create its directory "
-                          "writable by the gateway's user, or make the key yourself: "
-                          "`head -c 32 /dev/urandom | base64 > FILE; chmod 0600 FILE`")
-    try:
-        with os.fdopen(descriptor, "w", encoding="ascii") as f:
-            f.write(text)
-        os.link(temporary, path)
-    except FileExistsError:
-        created = False
-    else:
-        created = True
-    finally:
-        os.unlink(temporary)
+    created = not os.path.exists(path) and _linkNewKeyFile(where, path)
     return readPrivateFile(path, f"fix {where}").strip(), created
 
 
