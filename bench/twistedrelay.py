@@ -27,6 +27,7 @@ class _Client(portforward.ProxyClient):
 
 class _ClientFactory(portforward.ProxyClientFactory):
     protocol = _Client
+    noisy = False
 
 
 class _Server(portforward.ProxyServer):
@@ -41,7 +42,6 @@ def main(listenPort, brokerPort):
     factory = portforward.ProxyFactory("127.0.0.1", brokerPort)
     factory.protocol = _Server
     factory.noisy = False
-    _ClientFactory.noisy = False
     reactor.listenTCP(listenPort, factory, backlog=1024, interface="127.0.0.1")
     log.startLogging(sys.stderr, setStdout=False)
     reactor.run()
